@@ -1,0 +1,116 @@
+"""Command line: ``b12kg recommend|validate|query`` (also ``python -m reasoner``).
+
+Exit codes: 0 ok; 1 violations found (validate); 2 bad input or usage. Errors are one line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import B12kgError, UsageError
+
+FORMATS = ("text", "json", "turtle", "jsonld")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like the rest
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="PATIENT", help="patient data files (Turtle, N-Triples, JSON-LD, RDF/XML)")
+    p.add_argument("--as-of", dest="as_of", default=None, help="evaluation date YYYY-MM-DD (default: today)")
+    p.add_argument("--input-format", default=None, help="force the input format (turtle, nt, jsonld, xml)")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="b12kg", description="Vitamin B12 deficiency neuropathy guideline reasoner.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    rec = sub.add_parser("recommend", help="findings, recommendations, violations and conflicts per patient")
+    _common(rec)
+    rec.add_argument("-f", "--format", default="text", choices=FORMATS)
+    val = sub.add_parser("validate", help="safety and input validation only; exit 1 when a Violation is found")
+    _common(val)
+    val.add_argument("-f", "--format", default="text", choices=FORMATS)
+    qry = sub.add_parser("query", help="run a SPARQL query over patient + ontology + inferences + report")
+    qry.add_argument("query", metavar="FILE.rq")
+    _common(qry)
+    qry.add_argument("-f", "--format", default="table", choices=("table", "json", "csv", "tsv", "turtle"))
+    return parser
+
+
+def _write(text: str, output: str) -> None:
+    if output == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write: {exc.strerror or exc}") from None
+
+
+def _validate_view(report, fmt: str) -> str:
+    import json
+
+    if fmt == "json":
+        d = report.data
+        slim = {"as_of": d["as_of"], "conforms": report.conforms, "patients": [
+            {"patient": p["patient"], "violations": p["violations"], "input_problems": p["input_problems"], "unused": p["unused"]}
+            for p in d["patients"]]}
+        return json.dumps(slim, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "text":
+        lines = [f"Conforms: {report.conforms}"]
+        for p in report.patients:
+            for v in p["violations"]:
+                lines.append(f"{v['severity']}: {p['patient']}: {v['id']}: {v['message']}")
+            for ip in p["input_problems"]:
+                lines.append(f"{ip['severity']}: {ip['resource']}: {ip['id']}: {ip['message']}")
+        return "\n".join(lines) + "\n"
+    return report.serialize(fmt)
+
+
+def _query(args) -> str:
+    from . import recommend
+    from .query import run_query_file
+
+    report = recommend(args.inputs, args.as_of, input_format=args.input_format)
+    return run_query_file(report, args.query, args.format)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"b12kg {__version__}")
+        return 0
+    if args.command is None:
+        raise UsageError("b12kg: a command is required (recommend, validate, query); see b12kg --help")
+    from . import recommend
+
+    if args.command == "query":
+        _write(_query(args), args.output)
+        return 0
+    report = recommend(args.inputs, args.as_of, input_format=args.input_format)
+    if args.command == "recommend":
+        _write(report.serialize(args.format), args.output)
+        return 0
+    _write(_validate_view(report, args.format), args.output)
+    has_input_violation = any(ip["severity"] == "Violation" for p in report.patients for ip in p["input_problems"])
+    return 0 if report.conforms and not has_input_violation else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except B12kgError as exc:
+        print(f"b12kg: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("b12kg: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,157 @@
+"""The knowledge base: ontology, shapes and rules, loaded once and shared by every evaluation."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pyoxigraph as ox
+
+from .errors import KnowledgeBaseError
+from .vocab import G_ONTOLOGY, RULE, STATEMENT, sparql_prefixes
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Rules with a stratum above this run after SHACL validation (they read violations).
+VALIDATION_STRATUM = 90
+#: Rules with a stratum at or below this run before OWL classification (terminology).
+PRE_CLASSIFICATION_STRATUM = 0
+
+_HEADER = re.compile(r"^#\s*([A-Za-z-]+)\s*:\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One CONSTRUCT file under queries/rules/."""
+
+    id: str
+    path: Path
+    stratum: int
+    implements: str  # catalog identifier or derived-state class (local name)
+    summary: str
+    text: str
+
+    @property
+    def iri(self) -> ox.NamedNode:
+        return ox.NamedNode(RULE + self.id)
+
+    @property
+    def is_catalog_rule(self) -> bool:
+        return re.match(r"^(DX|TX|PAIN|MON|SAFETY|INFO|CONFLICT)-", self.id) is not None
+
+    @property
+    def relpath(self) -> str:
+        try:
+            return self.path.relative_to(PROJECT_ROOT).as_posix()
+        except ValueError:
+            return self.path.as_posix()
+
+
+def parse_rule(path: Path) -> Rule:
+    text = path.read_text(encoding="utf-8")
+    headers: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _HEADER.match(line)
+        if m:
+            headers.setdefault(m.group(1).lower(), m.group(2))
+        elif line.strip() and not line.startswith("#"):
+            break
+    if "stratum" not in headers:
+        raise KnowledgeBaseError(f"{path}: rule has no '# stratum:' header")
+    try:
+        stratum = int(headers["stratum"])
+    except ValueError:
+        raise KnowledgeBaseError(f"{path}: '# stratum:' must be an integer") from None
+    return Rule(
+        id=path.stem,
+        path=path,
+        stratum=stratum,
+        implements=headers.get("implements", path.stem),
+        summary=headers.get("summary", ""),
+        text=sparql_prefixes() + text,
+    )
+
+
+class KnowledgeBase:
+    """Ontology (OWL in Turtle), SHACL shapes and SPARQL rules of one encoding."""
+
+    def __init__(self, root: Path | str = PROJECT_ROOT):
+        self.root = Path(root)
+        self.ontology_files = sorted((self.root / "ontology").glob("*.ttl"))
+        self.shape_files = sorted((self.root / "shapes").glob("*.ttl"))
+        rule_files = sorted((self.root / "queries" / "rules").rglob("*.rq"))
+        if not self.ontology_files:
+            raise KnowledgeBaseError(f"{self.root / 'ontology'}: no ontology files")
+        self.rules = sorted((parse_rule(p) for p in rule_files), key=lambda r: (r.stratum, r.id))
+        ids = [r.id for r in self.rules]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise KnowledgeBaseError(f"duplicate rule identifiers: {', '.join(sorted(dupes))}")
+        self.ontology_quads = self._parse(self.ontology_files, G_ONTOLOGY)
+        self._prepared: dict[str, object] = {}
+
+    @staticmethod
+    def _parse(files: list[Path], graph: ox.NamedNode) -> list[ox.Quad]:
+        quads: list[ox.Quad] = []
+        for f in files:
+            try:
+                for t in ox.parse(path=str(f), format=ox.RdfFormat.TURTLE):
+                    quads.append(ox.Quad(t.subject, t.predicate, t.object, graph))
+            except SyntaxError as exc:
+                raise KnowledgeBaseError(f"{f}: {exc}") from None
+        return quads
+
+    @cached_property
+    def ontology_store(self) -> ox.Store:
+        store = ox.Store()
+        store.extend(self.ontology_quads)
+        return store
+
+    @cached_property
+    def ontology_rdflib(self):
+        """The ontology as an rdflib Graph (for the OWL reasoner, pySHACL and owlready2)."""
+        import rdflib
+
+        g = rdflib.Graph()
+        for f in self.ontology_files:
+            g.parse(f, format="turtle")
+        return g
+
+    @cached_property
+    def shapes_rdflib(self):
+        import rdflib
+
+        g = rdflib.Graph()
+        for f in self.shape_files:
+            g.parse(f, format="turtle")
+        return g
+
+    @cached_property
+    def shapes_quads(self) -> list[ox.Quad]:
+        return self._parse(self.shape_files, ox.NamedNode("https://w3id.org/b12kg/graph/shapes"))
+
+    def rules_in(self, low: int, high: int) -> list[Rule]:
+        """Rules with low < stratum <= high, in evaluation order."""
+        return [r for r in self.rules if low < r.stratum <= high]
+
+    def rule_metadata_quads(self, graph: ox.NamedNode) -> list[ox.Quad]:
+        """Describe every rule as a prov:Plan so reports and SPARQL users can follow the links."""
+        from .vocab import DCTERMS, RDF_TYPE, RDFS, b12, prov
+
+        out: list[ox.Quad] = []
+        for r in self.rules:
+            out += [
+                ox.Quad(r.iri, RDF_TYPE, b12("Rule"), graph),
+                ox.Quad(r.iri, RDF_TYPE, prov("Plan"), graph),
+                ox.Quad(r.iri, ox.NamedNode(DCTERMS + "identifier"), ox.Literal(r.id), graph),
+                ox.Quad(r.iri, b12("queryFile"), ox.Literal(r.relpath), graph),
+                ox.Quad(r.iri, b12("stratum"), ox.Literal(r.stratum), graph),
+            ]
+            if r.summary:
+                out.append(ox.Quad(r.iri, ox.NamedNode(RDFS + "comment"), ox.Literal(r.summary, language="en"), graph))
+            if r.is_catalog_rule:
+                out.append(ox.Quad(r.iri, b12("implements"), ox.NamedNode(STATEMENT + r.id), graph))
+            else:
+                out.append(ox.Quad(r.iri, b12("implements"), b12(r.implements), graph))
+        return out

@@ -1,0 +1,214 @@
+"""The evaluation pipeline: load -> exclude -> terminology -> classify -> units -> derive ->
+validate -> derive (conflicts) -> report graph. Each stage is a small function over one store.
+
+Clinical knowledge is not in this module: stages run the ontology's OWL axioms, the rule files
+and the shapes; this code only moves triples between them and records provenance.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import pyoxigraph as ox
+
+from . import units
+from .classify import classify
+from .kb import PRE_CLASSIFICATION_STRATUM, VALIDATION_STRATUM, KnowledgeBase, Rule
+from .load import PatientData
+from .vocab import (
+    BASE,
+    CONTEXT,
+    ENGINE,
+    G_CONTEXT,
+    G_DATA,
+    G_INFERRED,
+    G_ONTOLOGY,
+    RDF_TYPE,
+    XSD,
+    b12,
+    prov,
+    sparql_prefixes,
+)
+
+_SPARQL_DIR = Path(__file__).parent / "sparql"
+_QUERY_CACHE: dict[str, str] = {}
+
+
+def engine_query(name: str) -> str:
+    q = _QUERY_CACHE.get(name)
+    if q is None:
+        q = sparql_prefixes() + (_SPARQL_DIR / f"{name}.rq").read_text(encoding="utf-8")
+        _QUERY_CACHE[name] = q
+    return q
+
+
+@dataclass
+class Unused:
+    resource: str
+    reason: str
+    patient: str | None = None
+
+
+@dataclass
+class Evaluation:
+    """The working store of one evaluation and what could not be used."""
+
+    kb: KnowledgeBase
+    store: ox.Store
+    as_of: dt.date
+    unused: list[Unused] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def query(self, sparql: str, **kw):
+        return self.store.query(sparql, use_default_graph_as_union=True, **kw)
+
+
+def _decimal_literal(d: Decimal) -> ox.Literal:
+    return ox.Literal(format(d, "f"), datatype=ox.NamedNode(XSD + "decimal"))
+
+
+def new_evaluation(kb: KnowledgeBase, data: PatientData, as_of: dt.date) -> Evaluation:
+    store = ox.Store()
+    quads = list(kb.ontology_quads)
+    quads += data.quads
+    quads += kb.rule_metadata_quads(G_ONTOLOGY)
+    quads += [
+        ox.Quad(CONTEXT, RDF_TYPE, b12("EvaluationContext"), G_CONTEXT),
+        ox.Quad(CONTEXT, b12("asOf"), ox.Literal(as_of.isoformat(), datatype=ox.NamedNode(XSD + "date")), G_CONTEXT),
+    ]
+    store.extend(quads)
+    return Evaluation(kb=kb, store=store, as_of=as_of, sources=list(data.sources))
+
+
+def exclude_records(ev: Evaluation) -> None:
+    """Move records with an excluding status out of the data graph; list them as unused."""
+    rows = list(ev.query(engine_query("excluded")))
+    for row in rows:
+        record = row["record"]
+        status = row["statusLabel"].value if row["statusLabel"] is not None else "excluded"
+        patient = row["patient"].value if row["patient"] is not None else None
+        ev.unused.append(Unused(record.value, f"status '{status}': not used as a fact", patient))
+        for q in list(ev.store.quads_for_pattern(record, None, None, G_DATA)):
+            ev.store.remove(q)
+        for q in list(ev.store.quads_for_pattern(None, None, record, G_DATA)):
+            ev.store.remove(q)
+
+
+def run_rule(ev: Evaluation, rule: Rule) -> int:
+    """Run one CONSTRUCT rule; insert its triples and the PROV links of every node it derives."""
+    try:
+        triples = list(ev.query(rule.text))
+    except SyntaxError as exc:
+        from .errors import KnowledgeBaseError
+
+        raise KnowledgeBaseError(f"{rule.relpath}: {exc}") from None
+    quads = [ox.Quad(t.subject, t.predicate, t.object, G_INFERRED) for t in triples]
+    derived: dict[ox.NamedNode, list] = {}
+    patient_p = b12("patient")
+    derived_from = prov("wasDerivedFrom")
+    for t in triples:
+        if t.predicate == patient_p:
+            derived.setdefault(t.subject, [])
+    for t in triples:
+        if t.predicate == derived_from and t.subject in derived:
+            derived[t.subject].append(t.object)
+    for node, used in derived.items():
+        if not isinstance(node, ox.NamedNode):
+            continue
+        act = ox.NamedNode(node.value + "/derivation")
+        quads += [
+            ox.Quad(node, prov("wasGeneratedBy"), act, G_INFERRED),
+            ox.Quad(act, RDF_TYPE, prov("Activity"), G_INFERRED),
+            ox.Quad(act, b12("rule"), rule.iri, G_INFERRED),
+            ox.Quad(act, prov("wasAssociatedWith"), ENGINE, G_INFERRED),
+        ]
+        quads += [ox.Quad(act, prov("used"), u, G_INFERRED) for u in used]
+    ev.store.extend(quads)
+    return len(triples)
+
+
+def run_strata(ev: Evaluation, low: int, high: int) -> None:
+    for rule in ev.kb.rules_in(low, high):
+        run_rule(ev, rule)
+
+
+def classify_stage(ev: Evaluation) -> None:
+    data_nodes = {q.subject.value for q in ev.store.quads_for_pattern(None, None, None, G_DATA) if isinstance(q.subject, ox.NamedNode)}
+    facts = [q.triple for q in ev.store.quads_for_pattern(None, None, None, G_DATA)]
+    facts += [q.triple for q in ev.store.quads_for_pattern(None, None, None, G_INFERRED)]
+    inferred = classify(ev.kb.ontology_rdflib, facts, data_nodes)
+    ev.store.extend(ox.Quad(t.subject, t.predicate, t.object, G_INFERRED) for t in inferred)
+
+
+def units_stage(ev: Evaluation) -> None:
+    """Convert every compared quantity to its kind's canonical unit (b12:normalizedValue …)."""
+    target = {
+        BASE + "value": b12("normalizedValue"),
+        BASE + "referenceHigh": b12("normalizedReferenceHigh"),
+        BASE + "dose": b12("normalizedDose"),
+    }
+    seen: set[tuple[str, str]] = set()
+    for row in ev.query(engine_query("quantities")):
+        record, prop = row["record"], row["property"]
+        key = (record.value, prop.value)
+        if key in seen:
+            continue
+        seen.add(key)
+        canonical = row["canonical"].value
+        unit = row["unit"].value if row["unit"] is not None else None
+        if unit is None:
+            if prop.value == BASE + "value":
+                ev.unused.append(Unused(record.value, f"value has no unit; cannot be compared with {canonical} thresholds", _patient_of(ev, record)))
+            continue
+        try:
+            value = Decimal(row["value"].value)
+        except ArithmeticError:
+            ev.unused.append(Unused(record.value, f"value '{row['value'].value}' is not a number", _patient_of(ev, record)))
+            continue
+        mm = float(row["molarMass"].value) if row["molarMass"] is not None else None
+        try:
+            converted = units.convert(value, unit, canonical, mm)
+        except units.UnitError as exc:
+            what = "value" if prop.value == BASE + "value" else ("dose" if prop.value == BASE + "dose" else "reference range")
+            ev.unused.append(Unused(record.value, f"{what} not used: {exc}", _patient_of(ev, record)))
+            continue
+        ev.store.add(ox.Quad(record, target[prop.value], _decimal_literal(converted), G_INFERRED))
+
+
+def _patient_of(ev: Evaluation, record: ox.NamedNode) -> str | None:
+    for q in ev.store.quads_for_pattern(record, b12("subject"), None, None):
+        return q.object.value
+    for q in ev.store.quads_for_pattern(None, b12("hasRecord"), record, None):
+        return q.subject.value
+    return None
+
+
+def unrecognised_stage(ev: Evaluation) -> None:
+    for row in ev.query(engine_query("unrecognised")):
+        patient = row["patient"].value if row["patient"] is not None else None
+        ev.unused.append(Unused(row["record"].value, row["reason"].value, patient))
+
+
+def evaluate(
+    kb: KnowledgeBase,
+    data: PatientData,
+    as_of: dt.date,
+    shacl: str = "pyshacl",
+) -> Evaluation:
+    """Run every stage; the returned store holds facts, inferences and the report items."""
+    from .validate import validate_stage
+    from .report import report_stage
+
+    ev = new_evaluation(kb, data, as_of)
+    exclude_records(ev)
+    run_strata(ev, -(10**6), PRE_CLASSIFICATION_STRATUM)
+    classify_stage(ev)
+    units_stage(ev)
+    unrecognised_stage(ev)
+    run_strata(ev, PRE_CLASSIFICATION_STRATUM, VALIDATION_STRATUM)
+    validate_stage(ev, engine=shacl)
+    run_strata(ev, VALIDATION_STRATUM, 10**6)
+    report_stage(ev)
+    return ev
