@@ -1,0 +1,80 @@
+"""The informaticians' queries (queries/*.rq), each run on a small multi-patient graph."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reasoner import recommend
+from reasoner.query import run_query_file
+
+ROOT = Path(__file__).resolve().parents[1]
+POP = "https://example.org/b12kg/population/"
+
+
+@pytest.fixture(scope="module")
+def population(kb):
+    return recommend([ROOT / "tests" / "data" / "population.ttl"], "2026-06-01", kb=kb)
+
+
+@pytest.fixture(scope="module")
+def examples(kb):
+    return recommend(sorted((ROOT / "examples").glob("*.ttl")), "2026-06-01", kb=kb)
+
+
+def rows(report, name):
+    out = run_query_file(report, str(ROOT / "queries" / name), "tsv").splitlines()
+    header = out[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in out[1:]]
+
+
+def patients(report, name):
+    return {r["patient"] for r in rows(report, name)}
+
+
+def test_every_query_has_a_question_header():
+    for q in (ROOT / "queries").glob("*.rq"):
+        assert q.read_text().startswith("# Question:"), q.name
+
+
+def test_metformin_without_b12_result(population):
+    assert patients(population, "metformin-without-b12-result.rq") == {POP + "a"}
+
+
+def test_neuropathy_indeterminate_no_mma(population):
+    assert patients(population, "neuropathy-indeterminate-b12-no-mma.rq") == {POP + "d"}
+
+
+def test_folic_acid_without_b12(population):
+    assert patients(population, "folic-acid-without-b12.rq") == {POP + "g"}
+
+
+def test_violations(population):
+    found = {(r["patient"], r["id"]) for r in rows(population, "violations.rq")}
+    assert (POP + "g", "SAFETY-FOLATE-WITHOUT-B12") in found
+    assert not any(p == POP + "f" and i == "SAFETY-FOLATE-WITHOUT-B12" for p, i in found)
+
+
+def test_recommendations_with_sources(population):
+    rs = rows(population, "recommendations-with-sources.rq")
+    mine = [r for r in rs if r["patient"] == POP + "a" and r["id"] == "DX-ORDER-B12"]
+    assert mine and all(r["document"] for r in mine)
+
+
+def test_monitoring_plan(examples):
+    plan = rows(examples, "monitoring-plan.rq")
+    assert {r["id"] for r in plan if r["patient"].endswith("case45/patient")} >= {"MON-POTASSIUM-48H", "MON-NEURO-EXAM-WEEKLY"}
+    assert all(r["id"].startswith("MON-") for r in plan)
+
+
+def test_facts_behind_recommendation(examples):
+    facts = rows(examples, "facts-behind-recommendation.rq")
+    case45 = {r["fact"] for r in facts if r["patient"].endswith("case45/patient")}
+    assert "https://example.org/b12kg/case45/paraesthesia" in case45
+
+
+def test_source_conflicts(examples):
+    sides = rows(examples, "source-conflicts.rq")
+    case45 = [r for r in sides if r["patient"].endswith("case45/patient") and r["id"] == "CONFLICT-NEURO-LOADING"]
+    assert len(case45) >= 2, "both sides of the conflict are listed"
+    assert all(r["documents"] for r in case45)
