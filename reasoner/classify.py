@@ -27,6 +27,19 @@ def to_rdflib(term):
     raise TypeError(term)
 
 
+def to_oxigraph(term):
+    if isinstance(term, rdflib.URIRef):
+        return ox.NamedNode(str(term))
+    if isinstance(term, rdflib.BNode):
+        return ox.BlankNode(str(term))
+    if term.language:
+        return ox.Literal(str(term), language=term.language)
+    return ox.Literal(str(term), datatype=ox.NamedNode(str(term.datatype or XSD_STRING)))
+
+
+XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+
+
 def classify(ontology: rdflib.Graph, data_triples, data_nodes: set[str]) -> list[ox.Triple]:
     """Return inferred triples about ``data_nodes`` (IRIs as strings)."""
     import reasonable

@@ -119,6 +119,48 @@ class KnowledgeBase:
         return g
 
     @cached_property
+    def tbox_rdflib(self):
+        """The logical axioms only (what OWL 2 RL classification needs): no labels, definitions,
+        guideline statements, citations, bands or windows. Smaller input, same classification."""
+        import rdflib
+        from rdflib.namespace import OWL, RDF, RDFS
+
+        full = self.ontology_rdflib
+        keep = {RDF.type, RDFS.subClassOf, RDFS.subPropertyOf, RDFS.domain, RDFS.range, OWL.equivalentClass,
+                OWL.intersectionOf, OWL.unionOf, OWL.someValuesFrom, OWL.allValuesFrom, OWL.hasValue,
+                OWL.onProperty, OWL.inverseOf, OWL.oneOf, RDF.first, RDF.rest}
+        b12 = rdflib.Namespace("https://w3id.org/b12kg/")
+        data_classes = {b12.GuidelineStatement, b12.B12RegimenStatement, b12.Citation, b12.Regimen,
+                        b12.ConflictSide, b12.ValueBand, b12.TimeWindow, b12.SourceDocument, b12.SourceGap,
+                        b12.CodeSystem, OWL.AllDifferent, OWL.Ontology}
+        skip = {s for c in data_classes for s in full.subjects(RDF.type, c)}
+        g = rdflib.Graph()
+        for t in full:
+            if t[1] in keep and t[0] not in skip:
+                g.add(t)
+        return g
+
+    @cached_property
+    def shapes_ontology_slice(self):
+        """Ontology triples the shapes read: parameter values and the types of named individuals."""
+        import rdflib
+        from rdflib.namespace import OWL, RDF
+
+        full = self.ontology_rdflib
+        b12 = rdflib.Namespace("https://w3id.org/b12kg/")
+        preds = {b12.canonicalUnit, b12.category, b12.intervalDays, b12.indicatesHigh, b12.impliesEnded,
+                 b12.excludesRecord, b12.stateClass, b12.severityRank, b12.appliesTo}
+        individuals = set(full.subjects(RDF.type, OWL.NamedIndividual))
+        out = [t for t in full if t[1] in preds or (t[1] == RDF.type and t[0] in individuals)]
+        return out
+
+    @cached_property
+    def shapes_ontology_slice_quads(self) -> list[ox.Quad]:
+        from .classify import to_oxigraph
+
+        return [ox.Quad(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o), ox.DefaultGraph()) for s, p, o in self.shapes_ontology_slice]
+
+    @cached_property
     def shapes_rdflib(self):
         import rdflib
 

@@ -138,7 +138,7 @@ def classify_stage(ev: Evaluation) -> None:
     data_nodes = {q.subject.value for q in ev.store.quads_for_pattern(None, None, None, G_DATA) if isinstance(q.subject, ox.NamedNode)}
     facts = [q.triple for q in ev.store.quads_for_pattern(None, None, None, G_DATA)]
     facts += [q.triple for q in ev.store.quads_for_pattern(None, None, None, G_INFERRED)]
-    inferred = classify(ev.kb.ontology_rdflib, facts, data_nodes)
+    inferred = classify(ev.kb.tbox_rdflib, facts, data_nodes)
     ev.store.extend(ox.Quad(t.subject, t.predicate, t.object, G_INFERRED) for t in inferred)
 
 
