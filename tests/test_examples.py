@@ -41,3 +41,12 @@ def test_every_report_item_names_a_source_and_facts(kb):
                 assert all(s["document"] for s in item["sources"])
                 assert item["because"], f"{p['patient']} {item['id']}: no patient facts"
                 assert item["rule"], f"{p['patient']} {item['id']}: no rule"
+
+
+def test_examples_use_every_record(kb):
+    """Well-formed examples leave nothing unused and raise no input problem (regression: B12
+    products were once listed as 'unknown drug')."""
+    report = recommend(sorted((ROOT / "examples").glob("*.ttl")), "2026-06-01", kb=kb)
+    for p in report.patients:
+        assert p["unused"] == [], p["patient"]
+        assert p["input_problems"] == [], p["patient"]
