@@ -47,11 +47,22 @@ _REMOTE_CONTEXT = re.compile(rb'"@context"\s*:\s*(\[[^\]]*)?"(https?|file|ftp):'
 
 
 @dataclass
+class UnusedInput:
+    """An input record that was read but not turned into facts, and why."""
+
+    resource: str
+    reason: str
+    patient: str | None = None
+
+
+@dataclass
 class PatientData:
-    """Quads read from one or more sources, ready for the data graph."""
+    """Quads read from one or more sources, ready for the data graph, and what was not used."""
 
     quads: list[ox.Quad] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    unused: list[UnusedInput] = field(default_factory=list)
+    resources_read: int = 0
 
 
 def sniff_format(path: str, content: bytes, fmt: str | None = None) -> ox.RdfFormat:
@@ -137,4 +148,6 @@ def load_sources(paths: list[str], fmt: str | None = None) -> PatientData:
         one = parse_rdf(path, fmt=fmt)
         data.quads.extend(one.quads)
         data.sources.extend(one.sources)
+        data.unused.extend(one.unused)
+        data.resources_read += one.resources_read
     return data

@@ -79,7 +79,9 @@ def new_evaluation(kb: KnowledgeBase, data: PatientData, as_of: dt.date) -> Eval
         ox.Quad(CONTEXT, b12("asOf"), ox.Literal(as_of.isoformat(), datatype=ox.NamedNode(XSD + "date")), G_CONTEXT),
     ]
     store.extend(quads)
-    return Evaluation(kb=kb, store=store, as_of=as_of, sources=list(data.sources))
+    ev = Evaluation(kb=kb, store=store, as_of=as_of, sources=list(data.sources))
+    ev.unused.extend(Unused(u.resource, u.reason, u.patient) for u in data.unused)
+    return ev
 
 
 def exclude_records(ev: Evaluation) -> None:
