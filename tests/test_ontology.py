@@ -89,3 +89,12 @@ def test_safety_shapes_carry_severity_and_source(kb):
         want = SH.Violation if sev == "V" else SH.Warning
         assert shapes.value(shape, SH.severity) == want, ident
         assert shapes.value(shape, B12.source) is not None, f"{ident}: no b12:source"
+
+
+def test_local_code_system_is_published_and_current():
+    from reasoner.codesystem import JSON_PATH, TTL, local_codes, render_fhir, render_skos
+
+    codes = local_codes()
+    assert {"numbness", "hydroxocobalamin", "b12-loading-phase", "hiv-test"} <= {c["code"] for c in codes}
+    assert TTL.read_text(encoding="utf-8") == render_skos(codes), "run: python -m reasoner.codesystem"
+    assert JSON_PATH.read_text(encoding="utf-8") == render_fhir(codes), "run: python -m reasoner.codesystem"
