@@ -110,8 +110,8 @@ def to_dict(ev: Evaluation) -> dict:
         if key == "violations":
             item["severity"] = SEVERITY.get(_v(r["severity"]), "Violation")
             item["message"] = _v(r["message"]) or item["label"]
-        if key == "recommendations" and st in regimens:
-            item["regimen"] = regimens[st]
+        if key == "recommendations" and (st in regimens or r["id"].value.startswith(("TX-", "PAIN-"))):
+            item["regimen"] = regimens.get(st, [])
         if key == "conflicts":
             item["between"] = sorted(between.get(st, []))
         patients.setdefault(p, _empty(p))[key].append(item)
