@@ -12,6 +12,15 @@ from .errors import B12kgError, UsageError
 
 FORMATS = ("text", "json", "turtle", "jsonld")
 
+#: Commands that live in their own module: each module defines ``add_parser(subparsers)``, which
+#: registers its subparser with ``set_defaults(handler=run)``, and ``run(args) -> int``.
+COMMAND_MODULES = (
+    "reasoner.workbench.check",
+    "reasoner.workbench.verify",
+    "reasoner.workbench.explain",
+    "reasoner.workbench.trace",
+)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, like the rest
@@ -39,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     qry.add_argument("query", metavar="FILE.rq")
     _common(qry)
     qry.add_argument("-f", "--format", default="table", choices=("table", "json", "csv", "tsv", "turtle"))
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # that command is not installed
+            raise
+        module.add_parser(sub)
     return parser
 
 
@@ -88,7 +107,9 @@ def run(argv: list[str] | None = None) -> int:
         print(f"b12kg {__version__}")
         return 0
     if args.command is None:
-        raise UsageError("b12kg: a command is required (recommend, validate, query); see b12kg --help")
+        raise UsageError("b12kg: a command is required (recommend, validate, query, ...); see b12kg --help")
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
     from . import recommend
 
     if args.command == "query":

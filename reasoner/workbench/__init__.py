@@ -1,0 +1,1 @@
+"""The guideline author's workbench: check, verify, explain, trace (one module per command)."""
