@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AS_OF ?= 2026-06-01
 
-.PHONY: demo test install clean
+.PHONY: demo test install system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/b12kg recommend examples/*.ttl --as-of $(AS_OF)
 
-test: install
+# Headless Chromium renders the HTML report in the tests (Debian package; skipped if unavailable).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "note: chromium not installed; the HTML rendering test will be skipped"
+
+test: install system-deps
 	$(BIN)/python -m pytest -n 2
 
 clean:

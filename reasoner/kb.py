@@ -161,6 +161,13 @@ class KnowledgeBase:
         return [ox.Quad(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o), ox.DefaultGraph()) for s, p, o in self.shapes_ontology_slice]
 
     @cached_property
+    def fast_shapes(self):
+        """The shapes compiled for the Oxigraph SHACL-SPARQL validator (refuses unsupported shapes)."""
+        from .shacl_fast import compile_shapes
+
+        return compile_shapes(self.shapes_rdflib)
+
+    @cached_property
     def shapes_rdflib(self):
         import rdflib
 

@@ -197,7 +197,7 @@ def evaluate(
     kb: KnowledgeBase,
     data: PatientData,
     as_of: dt.date,
-    shacl: str = "pyshacl",
+    shacl: str = "fast",
 ) -> Evaluation:
     """Run every stage; the returned store holds facts, inferences and the report items."""
     from .validate import validate_stage

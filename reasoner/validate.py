@@ -6,8 +6,6 @@ items naming the record and the problem.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import pyoxigraph as ox
 import rdflib
 from rdflib.namespace import SH as RSH
@@ -68,50 +66,56 @@ def run_pyshacl(ev, engine: str = "pyshacl") -> rdflib.Graph:
     return results
 
 
-def _term(node) -> ox.NamedNode | ox.Literal:
-    if isinstance(node, rdflib.Literal):
-        if node.language:
-            return ox.Literal(str(node), language=node.language)
-        return ox.Literal(str(node), datatype=ox.NamedNode(str(node.datatype))) if node.datatype else ox.Literal(str(node))
-    return ox.NamedNode(str(node))
+def pyshacl_results(ev, engine: str = "pyshacl") -> list:
+    """Run pySHACL and turn its report graph into the engine-neutral results."""
+    from .shacl_fast import Result
 
-
-def validate_stage(ev, engine: str = "pyshacl") -> None:
     results = run_pyshacl(ev, engine)
     shapes = ev.kb.shapes_rdflib
     ident = rdflib.URIRef(DCTERMS + "identifier")
-    grouped: dict[tuple[str, str], dict] = {}
-    values: dict[tuple[str, str], list] = defaultdict(list)
+    out = set()
     for res in results.subjects(rdflib.RDF.type, RSH.ValidationResult):
         focus = results.value(res, RSH.focusNode)
         shape = results.value(res, RSH.sourceShape)
         if focus is None or shape is None or isinstance(focus, rdflib.BNode):
             continue
-        # property shapes inherit the identifier of their node shape
         owner = shape
         sid = shapes.value(owner, ident)
-        if sid is None:
+        if sid is None:  # a property shape reports under its node shape's identifier
             parent = shapes.value(None, RSH.property, shape)
             if parent is not None:
                 owner, sid = parent, shapes.value(parent, ident)
-        if sid is None:
-            continue
-        key = (str(focus), str(sid))
-        entry = grouped.setdefault(
-            key,
-            {
-                "shape": owner,
-                "severity": results.value(res, RSH.resultSeverity),
-                "messages": set(),
-                "path": results.value(res, RSH.resultPath),
-            },
-        )
-        msg = results.value(res, RSH.resultMessage)
-        if msg is not None:
-            entry["messages"].add(str(msg))
         value = results.value(res, RSH.value)
-        if value is not None and not isinstance(value, rdflib.BNode) and not isinstance(value, rdflib.Literal):
-            values[key].append(value)
+        msg = results.value(res, RSH.resultMessage)
+        out.add(Result(
+            str(focus), str(owner), str(sid or owner), str(results.value(res, RSH.resultSeverity) or SH + "Violation"),
+            str(msg) if msg is not None else str(sid or owner),
+            str(value) if isinstance(value, rdflib.URIRef) else None,
+        ))
+    return sorted(out, key=lambda r: (r.focus, r.identifier, r.message, r.value or ""))
+
+
+def run_engine(ev, engine: str = "fast") -> list:
+    if engine == "fast":
+        from .shacl_fast import validate
+
+        return validate(ev.store, ev.kb.fast_shapes)
+    if engine in ("pyshacl", "pyshacl-rdflib"):
+        return pyshacl_results(ev, engine)
+    from .errors import UsageError
+
+    raise UsageError(f"unknown SHACL engine '{engine}' (use fast, pyshacl or pyshacl-rdflib)")
+
+
+def validate_stage(ev, engine: str = "fast") -> None:
+    """Validate, then add one report item per (focus node, shape): safety violations on the
+    patient, input problems on the record."""
+    grouped: dict[tuple[str, str], dict] = {}
+    for r in run_engine(ev, engine):
+        entry = grouped.setdefault((r.focus, r.identifier), {"shape": r.shape, "severity": r.severity, "messages": set(), "values": set()})
+        entry["messages"].add(r.message)
+        if r.value:
+            entry["values"].add(r.value)
     quads: list[ox.Quad] = []
     for (focus, sid), entry in sorted(grouped.items()):
         focus_node = ox.NamedNode(focus)
@@ -135,15 +139,15 @@ def validate_stage(ev, engine: str = "pyshacl") -> None:
                 quads.append(ox.Quad(item, b12("patient"), ox.NamedNode(patient), G_INFERRED))
         quads += [
             ox.Quad(item, b12("message"), ox.Literal(message), G_INFERRED),
-            ox.Quad(item, b12("severity"), ox.NamedNode(str(entry["severity"] or SH + "Violation")), G_INFERRED),
+            ox.Quad(item, b12("severity"), ox.NamedNode(entry["severity"]), G_INFERRED),
             ox.Quad(item, prov("wasGeneratedBy"), act, G_INFERRED),
             ox.Quad(act, RDF_TYPE, prov("Activity"), G_INFERRED),
-            ox.Quad(act, b12("rule"), _term(entry["shape"]), G_INFERRED),
+            ox.Quad(act, b12("rule"), ox.NamedNode(entry["shape"]), G_INFERRED),
             ox.Quad(act, prov("wasAssociatedWith"), ENGINE, G_INFERRED),
         ]
-        for v in sorted(set(values[(focus, sid)]), key=str):
-            quads.append(ox.Quad(item, prov("wasDerivedFrom"), _term(v), G_INFERRED))
-            quads.append(ox.Quad(act, prov("used"), _term(v), G_INFERRED))
+        for v in sorted(entry["values"]):
+            quads.append(ox.Quad(item, prov("wasDerivedFrom"), ox.NamedNode(v), G_INFERRED))
+            quads.append(ox.Quad(act, prov("used"), ox.NamedNode(v), G_INFERRED))
     ev.store.extend(quads)
 
 
