@@ -40,20 +40,15 @@ def to_oxigraph(term):
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
 
-def classify(ontology: rdflib.Graph, data_triples, data_nodes: set[str]) -> list[ox.Triple]:
+def classify(ontology, data_triples, data_nodes: set[str]) -> list[ox.Triple]:
     """Return inferred triples about ``data_nodes`` (IRIs as strings)."""
     import reasonable
 
-    g = rdflib.Graph()
-    for t in ontology:
-        g.add(t)
-    for s, p, o in data_triples:
-        if isinstance(o, ox.Literal):
-            continue  # literals play no part in the OWL RL rules we rely on
-        g.add((to_rdflib(s), to_rdflib(p), to_rdflib(o)))
+    triples = list(ontology)
+    triples += [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in data_triples if not isinstance(o, ox.Literal)]
     r = reasonable.PyReasoner()
     try:
-        r.from_graph(g)
+        r.from_graph(triples)
         closure = r.reason()
     except BaseException as exc:  # reasonable raises a Rust PanicException (a BaseException)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):

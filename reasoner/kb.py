@@ -119,7 +119,7 @@ class KnowledgeBase:
         return g
 
     @cached_property
-    def tbox_rdflib(self):
+    def tbox_rdflib(self) -> list:
         """The logical axioms only (what OWL 2 RL classification needs): no labels, definitions,
         guideline statements, citations, bands or windows. Smaller input, same classification."""
         import rdflib
@@ -134,11 +134,7 @@ class KnowledgeBase:
                         b12.ConflictSide, b12.ValueBand, b12.TimeWindow, b12.SourceDocument, b12.SourceGap,
                         b12.CodeSystem, OWL.AllDifferent, OWL.Ontology}
         skip = {s for c in data_classes for s in full.subjects(RDF.type, c)}
-        g = rdflib.Graph()
-        for t in full:
-            if t[1] in keep and t[0] not in skip:
-                g.add(t)
-        return g
+        return [t for t in full if t[1] in keep and t[0] not in skip]
 
     @cached_property
     def shapes_ontology_slice(self):
