@@ -1,4 +1,7 @@
-"""Command line: ``b12kg recommend|validate|query`` (also ``python -m reasoner``).
+"""Command line: ``b12kg recommend|validate|query|convert`` (also ``python -m reasoner``).
+
+Patient input is RDF, FHIR R4 JSON (a Bundle or one resource), FHIR Bulk Data NDJSON, or a
+folder of them; ``convert`` prints the patient RDF a FHIR input becomes.
 
 Exit codes: 0 ok; 1 violations found (validate); 2 bad input or usage. Errors are one line.
 """
@@ -28,10 +31,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="PATIENT", help="patient data files (Turtle, N-Triples, JSON-LD, RDF/XML)")
+    _inputs(p)
     p.add_argument("--as-of", dest="as_of", default=None, help="evaluation date YYYY-MM-DD (default: today)")
-    p.add_argument("--input-format", default=None, help="force the input format (turtle, nt, jsonld, xml)")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+
+
+def _inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="PATIENT",
+                   help="patient data: RDF files (Turtle, N-Triples, JSON-LD, RDF/XML), FHIR R4 JSON (Bundle or resource), "
+                        "FHIR Bulk Data NDJSON, or a folder of them")
+    p.add_argument("--input-format", default=None,
+                   help="force the input format (turtle, nt, jsonld, xml, fhir, ndjson); by default it is detected from the content")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     qry.add_argument("query", metavar="FILE.rq")
     _common(qry)
     qry.add_argument("-f", "--format", default="table", choices=("table", "json", "csv", "tsv", "turtle"))
+    cnv = sub.add_parser("convert", help="print the patient RDF that FHIR (or RDF) input becomes, with what was not used")
+    _inputs(cnv)
+    cnv.add_argument("-f", "--format", default="turtle", choices=("turtle", "nt", "jsonld"))
+    cnv.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     import importlib
 
     for name in COMMAND_MODULES:
@@ -99,6 +113,17 @@ def _query(args) -> str:
     return run_query_file(report, args.query, args.format)
 
 
+def _convert(args) -> int:
+    from .load import load_sources, serialize_patient_data
+
+    data = load_sources(args.inputs, fmt=args.input_format)
+    _write(serialize_patient_data(data, args.format), args.output)
+    if args.format == "jsonld":  # JSON has no comments: what was not used goes to stderr
+        for u in data.unused:
+            print(f"b12kg: {'note' if u.note else 'unused'}: {u.resource}: {' '.join(u.reason.split())}", file=sys.stderr)
+    return 0
+
+
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.version:
@@ -110,6 +135,8 @@ def run(argv: list[str] | None = None) -> int:
         raise UsageError("b12kg: a command is required (recommend, validate, query, ...); see b12kg --help")
     if getattr(args, "handler", None) is not None:
         return args.handler(args)
+    if args.command == "convert":
+        return _convert(args)
     from . import recommend
 
     if args.command == "query":

@@ -1,8 +1,11 @@
-"""Patient sources: RDF files (Turtle, N-Triples, N-Quads, JSON-LD, RDF/XML) read without network access.
+"""Patient sources read without network access: RDF files (Turtle, N-Triples, N-Quads, TriG, JSON-LD,
+RDF/XML), FHIR R4 JSON (a Bundle or a single resource), FHIR Bulk Data NDJSON, and folders of them.
 
-Every patient source yields pyoxigraph quads for the data graph. Blank nodes are replaced by
-deterministic IRIs (``urn:b12kg:bnode:<content hash>:<n>``, in order of first appearance) so that
-the same input always gives the same report bytes and every fact can be cited by IRI.
+The kind of each file is detected by its content (the extension only breaks ties); FHIR input is
+converted by :mod:`reasoner.fhir`. Every patient source yields pyoxigraph quads for the data graph.
+Blank nodes are replaced by deterministic IRIs (``urn:b12kg:bnode:<content hash>:<n>``, in order of
+first appearance) so that the same input always gives the same report bytes and every fact can be
+cited by IRI.
 """
 from __future__ import annotations
 
@@ -53,6 +56,8 @@ class UnusedInput:
     resource: str
     reason: str
     patient: str | None = None
+    #: True when the resource itself was used and only a part of it was not (a note).
+    note: bool = False
 
 
 @dataclass
@@ -62,7 +67,10 @@ class PatientData:
     quads: list[ox.Quad] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     unused: list[UnusedInput] = field(default_factory=list)
+    #: FHIR resources (or records) read, and the IRIs of those that became facts. Every record
+    #: read is either in ``used`` or listed in ``unused`` (entries with ``note=False``).
     resources_read: int = 0
+    used: list[str] = field(default_factory=list)
 
 
 def sniff_format(path: str, content: bytes, fmt: str | None = None) -> ox.RdfFormat:
@@ -91,22 +99,27 @@ def _check_safe(path: str, content: bytes, fmt: ox.RdfFormat) -> None:
         raise InputError(path, "JSON-LD with a remote @context is refused (input is never fetched from the network); inline the context")
 
 
+def read_input(path: str) -> bytes:
+    """The bytes of one input file; InputError (one line) when it cannot be read."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_INPUT_BYTES:
+            raise InputError(path, f"input larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB is refused")
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from None
+
+
 def parse_rdf(path: str, content: bytes | None = None, fmt: str | None = None) -> PatientData:
     """Parse one RDF document into data-graph quads. Raises InputError with file:line:column."""
     if content is None:
-        p = Path(path)
-        try:
-            if p.stat().st_size > MAX_INPUT_BYTES:
-                raise InputError(path, f"input larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB is refused")
-            content = p.read_bytes()
-        except FileNotFoundError:
-            raise InputError(path, "no such file") from None
-        except IsADirectoryError:
-            raise InputError(path, "is a directory; give the RDF files inside it") from None
-        except PermissionError:
-            raise InputError(path, "permission denied") from None
-        except OSError as exc:
-            raise InputError(path, exc.strerror or str(exc)) from None
+        content = read_input(path)
     rdf_format = sniff_format(path, content, fmt)
     _check_safe(path, content, rdf_format)
     try:
@@ -142,12 +155,163 @@ def parse_rdf(path: str, content: bytes | None = None, fmt: str | None = None) -
     return PatientData(quads=quads, sources=[path])
 
 
+FHIR_FORMATS = ("fhir", "ndjson")
+_FHIR_JSON_EXT = {".json", ".fhir"}
+_NDJSON_EXT = {".ndjson", ".jsonl"}
+
+
+def input_kind(path: str, content: bytes, fmt: str | None = None):
+    """What a file holds, by content first: ("fhir", parsed JSON or None), ("ndjson", None) or ("rdf", None)."""
+    if fmt:
+        f = fmt.lower()
+        if f == "fhir":
+            return "fhir", None
+        if f == "ndjson":
+            return "ndjson", None
+        sniff_format(path, content, fmt)  # unknown names fail here with the list of formats
+        return "rdf", None
+    ext = Path(path).suffix.lower()
+    if ext in _NDJSON_EXT:
+        return "ndjson", None
+    if b"\x00" in content[:4096]:
+        return "rdf", None  # parse_rdf refuses binary content with its own message
+    head = content.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if ext in _EXTENSIONS and b'"resourceType"' not in content:
+        return "rdf", None  # an RDF file by name, and nothing FHIR in it
+    if head in (b"{", b"["):
+        from .fhir import looks_like_fhir_json, parse_json
+
+        try:
+            value = parse_json(content.decode("utf-8-sig"))
+        except (ValueError, RecursionError, UnicodeDecodeError):
+            value = None
+            first, _, rest = content.decode("utf-8", "replace").lstrip("\ufeff \t\r\n").partition("\n")
+            if head == b"{" and rest.strip():
+                try:
+                    one = parse_json(first)
+                    if isinstance(one, dict) and "resourceType" in one:
+                        return "ndjson", None
+                except (ValueError, RecursionError):
+                    pass
+            if ext in _EXTENSIONS:
+                return "rdf", None
+            return "fhir", None  # reported as invalid JSON with its line and column
+        if ext in _EXTENSIONS and not (isinstance(value, dict) and "resourceType" in value):
+            return "rdf", None
+        if looks_like_fhir_json(value):
+            return "fhir", value
+        return "rdf", None
+    if head == b"<" and re.search(rb'xmlns\s*=\s*"http://hl7\.org/fhir"', content[:4096]):
+        raise InputError(path, "FHIR XML is not read: give FHIR JSON (a Bundle or a resource) or NDJSON")
+    if ext in _FHIR_JSON_EXT:
+        return "fhir", None  # not JSON at all: reported as invalid JSON
+    return "rdf", None
+
+
+def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Files directly in a folder (hidden ones skipped), and its subfolders (not read)."""
+    try:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise InputError(str(folder), exc.strerror or str(exc)) from None
+    return [p for p in entries if p.is_file()], [p for p in entries if p.is_dir()]
+
+
 def load_sources(paths: list[str], fmt: str | None = None) -> PatientData:
+    """Read every source. FHIR inputs are converted together, so references resolve across files
+    (a bulk export's Observation.ndjson points into its Patient.ndjson). A folder is read file by
+    file; there one bad file or record is listed as unused and the others are still read."""
+    from .fhir import Source, read_fhir
+
     data = PatientData()
-    for path in paths:
-        one = parse_rdf(path, fmt=fmt)
+    fhir_sources: list[Source] = []
+    folder_unused: list[UnusedInput] = []
+    folder_read: dict[str, list[int]] = {}
+
+    def add_rdf(one: PatientData) -> None:
         data.quads.extend(one.quads)
         data.sources.extend(one.sources)
         data.unused.extend(one.unused)
         data.resources_read += one.resources_read
+        data.used.extend(one.used)
+
+    for path in paths:
+        p = Path(path)
+        if p.is_dir():
+            files, subfolders = _folder_files(p)
+            folder_read[path] = [0, 0]
+            if not files:
+                raise InputError(path, "empty folder: no FHIR or RDF file in it")
+            for sub in subfolders:
+                folder_unused.append(UnusedInput(sub.resolve().as_uri(), f"{sub.name}/: subfolder not read (give it as an input of its own)"))
+            for f in files:
+                fp = str(f)
+                try:
+                    content = read_input(fp)
+                    kind, parsed = input_kind(fp, content, fmt)
+                    if kind == "rdf" and f.suffix.lower() not in _EXTENSIONS:
+                        raise InputError(fp, "not read: neither FHIR JSON/NDJSON nor an RDF file")
+                    if kind == "rdf":
+                        add_rdf(parse_rdf(fp, content, fmt if fmt not in FHIR_FORMATS else None))
+                        folder_read[path][1] += 1
+                    else:
+                        fhir_sources.append(Source(fp, content, ndjson=kind == "ndjson", lenient=True, group=path, parsed=parsed))
+                except InputError as exc:
+                    folder_read[path][0] += 1
+                    folder_unused.append(UnusedInput(f.resolve().as_uri(), f"{f.name}: {exc.message}" + (f" (line {exc.line})" if exc.line else "")))
+            continue
+        content = read_input(path)
+        kind, parsed = input_kind(path, content, fmt)
+        if kind == "rdf":
+            add_rdf(parse_rdf(path, content, fmt))
+        else:
+            fhir_sources.append(Source(path, content, ndjson=kind == "ndjson", lenient=kind == "ndjson", parsed=parsed))
+    if fhir_sources:
+        add_rdf(read_fhir(fhir_sources, readable_groups={f for f, (_, ok) in folder_read.items() if ok}))
+    for folder, (bad, ok) in folder_read.items():
+        if not ok and not any(s.group == folder for s in fhir_sources):
+            raise InputError(folder, f"nothing could be read: {folder_unused[0].reason if folder_unused else 'no file'}")
+    data.resources_read += len(folder_unused)
+    data.unused.extend(folder_unused)
+    data.sources = list(dict.fromkeys(data.sources))
     return data
+
+
+_CONVERT_PREFIXES = {
+    "b12": "https://w3id.org/b12kg/",
+    "local": "https://w3id.org/b12kg/CodeSystem/local/",
+    "loinc": "https://loinc.org/rdf/",
+    "prov": "http://www.w3.org/ns/prov#",
+    "rxnorm": "http://purl.bioontology.org/ontology/RXNORM/",
+    "sct": "http://snomed.info/id/",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+}
+
+
+def serialize_patient_data(data: PatientData, fmt: str = "turtle") -> str:
+    """The patient facts as RDF text (``b12kg convert``). Turtle and N-Triples start with comment
+    lines that account for every record read: how many were used, and each unused one with why."""
+    triples = [q.triple for q in data.quads]
+    header = []
+    if data.resources_read or data.unused:
+        n_unused = len({u.resource for u in data.unused if not u.note})
+        header.append(f"# b12kg convert: {data.resources_read} records read, {len(data.used)} used, {n_unused} not used")
+        for u in sorted(data.unused, key=lambda u: (u.note, u.resource, u.reason)):
+            reason = " ".join(u.reason.split())
+            header.append(f"# {'note' if u.note else 'unused'}: <{u.resource}>: {reason}")
+    if fmt == "turtle":
+        chunks: dict[str, list] = {}
+        for t in triples:
+            chunks.setdefault(str(t.subject), []).append(t)
+        body = []
+        for group in chunks.values():
+            text = ox.serialize(group, format=ox.RdfFormat.TURTLE, prefixes=_CONVERT_PREFIXES).decode("utf-8")
+            body.append("".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith("@prefix")))
+        prefixes = [f"@prefix {k}: <{v}> ." for k, v in sorted(_CONVERT_PREFIXES.items())]
+        return "\n".join(header + prefixes) + "\n\n" + "\n".join(body)
+    if fmt == "nt":
+        text = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES).decode("utf-8")
+        return "".join(f"{h}\n" for h in header) + text
+    if fmt == "jsonld":
+        return ox.serialize(triples, format=ox.RdfFormat.JSON_LD).decode("utf-8") + "\n"
+    raise InputError("-f", f"unknown output format '{fmt}'")
