@@ -80,6 +80,10 @@ class Report:
             return r.to_text(self.evaluation)
         if format in ("turtle", "jsonld", "nt"):
             return r.to_rdf(self.evaluation, format)
+        if format == "html":
+            from .html import render_html
+
+            return render_html(self)
         raise UsageError(f"unknown format '{format}'")
 
     @property

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import B12kgError, UsageError
 
-FORMATS = ("text", "json", "turtle", "jsonld")
+FORMATS = ("text", "json", "turtle", "jsonld", "html")
 
 #: Commands that live in their own module: each module defines ``add_parser(subparsers)``, which
 #: registers its subparser with ``set_defaults(handler=run)``, and ``run(args) -> int``.

@@ -199,4 +199,9 @@ class KnowledgeBase:
                 out.append(ox.Quad(r.iri, b12("implements"), ox.NamedNode(STATEMENT + r.id), graph))
             else:
                 out.append(ox.Quad(r.iri, b12("implements"), b12(r.implements), graph))
+        for shape_file in self.shape_files:
+            rel = shape_file.relative_to(self.root).as_posix() if shape_file.is_relative_to(self.root) else shape_file.as_posix()
+            for q in ox.parse(path=str(shape_file), format=ox.RdfFormat.TURTLE):
+                if q.predicate.value == DCTERMS + "identifier" and isinstance(q.subject, ox.NamedNode):
+                    out.append(ox.Quad(q.subject, b12("queryFile"), ox.Literal(rel), graph))
         return out
