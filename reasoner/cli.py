@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import B12kgError, UsageError
 
 FORMATS = ("text", "json", "turtle", "jsonld", "html")
+COHORT_FORMATS = ("ndjson", "csv")
 
 #: Commands that live in their own module: each module defines ``add_parser(subparsers)``, which
 #: registers its subparser with ``set_defaults(handler=run)``, and ``run(args) -> int``.
@@ -30,14 +31,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    _inputs(p)
+def _common(p: argparse.ArgumentParser, store: bool = True) -> None:
+    _inputs(p, required=not store)
     p.add_argument("--as-of", dest="as_of", default=None, help="evaluation date YYYY-MM-DD (default: today)")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    if store:
+        p.add_argument("--store", default=None, metavar="DIR",
+                       help="embedded on-disk store: inputs are loaded into it first; without inputs, every patient in it is used")
 
 
-def _inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="PATIENT",
+def _cohort_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, default=None, help="worker processes for cohort evaluation (default: 2 with --store or ndjson/csv output)")
+    p.add_argument("--batch-size", type=int, default=200, help="patients evaluated together in one batch (default 200)")
+    p.add_argument("--progress", action="store_true", help="show progress on stderr")
+    p.add_argument("--shacl", default="fast", choices=("fast", "pyshacl", "pyshacl-rdflib"),
+                   help="SHACL engine: the fast Oxigraph validator (default) or pySHACL (reference)")
+
+
+def _inputs(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("inputs", nargs="+" if required else "*", metavar="PATIENT",
                    help="patient data: RDF files (Turtle, N-Triples, JSON-LD, RDF/XML), FHIR R4 JSON (Bundle or resource), "
                         "FHIR Bulk Data NDJSON, or a folder of them")
     p.add_argument("--input-format", default=None,
@@ -50,10 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     rec = sub.add_parser("recommend", help="findings, recommendations, violations and conflicts per patient")
     _common(rec)
-    rec.add_argument("-f", "--format", default="text", choices=FORMATS)
+    rec.add_argument("-f", "--format", default="text", choices=FORMATS + COHORT_FORMATS)
+    _cohort_options(rec)
     val = sub.add_parser("validate", help="safety and input validation only; exit 1 when a Violation is found")
     _common(val)
-    val.add_argument("-f", "--format", default="text", choices=FORMATS)
+    val.add_argument("-f", "--format", default="text", choices=FORMATS + COHORT_FORMATS)
+    _cohort_options(val)
+    lod = sub.add_parser("load", help="load patient data into an embedded store (one named graph per patient)")
+    _inputs(lod)
+    lod.add_argument("--store", required=True, metavar="DIR", help="store directory (created if missing)")
     qry = sub.add_parser("query", help="run a SPARQL query over patient + ontology + inferences + report")
     qry.add_argument("query", metavar="FILE.rq")
     _common(qry)
@@ -109,8 +126,98 @@ def _query(args) -> str:
     from . import recommend
     from .query import run_query_file
 
+    if args.store:
+        from .store import PatientStore
+
+        if args.inputs:
+            raise UsageError("b12kg query: give either patient files or --store DIR, not both")
+        return run_query_file(PatientStore(args.store, read_only=True), args.query, args.format)
+    if not args.inputs:
+        raise UsageError("b12kg query: give patient files, or --store DIR")
     report = recommend(args.inputs, args.as_of, input_format=args.input_format)
     return run_query_file(report, args.query, args.format)
+
+
+def _load(args) -> int:
+    from .api import default_kb
+    from .load import load_sources
+    from .store import PatientStore
+
+    data = load_sources(args.inputs, fmt=args.input_format)
+    summary = PatientStore(args.store).load(data, default_kb())
+    print(f"b12kg: loaded {summary['patients']} patients ({summary['triples']} triples) into {args.store}; "
+          f"{len(data.unused)} input records not used; {summary['unassigned']} triples belong to no patient", file=sys.stderr)
+    return 0
+
+
+def _cohort(args) -> int:
+    """Many patients: batches on worker processes, streamed out; results kept in the store."""
+    import json
+
+    import pyoxigraph as ox
+
+    from . import cohort
+    from .api import default_kb, parse_as_of
+    from .load import load_sources
+    from .store import PatientStore
+
+    as_of = parse_as_of(args.as_of)
+    if args.format not in ("json", "text") + COHORT_FORMATS:
+        raise UsageError(f"b12kg {args.command}: -f {args.format} is not available for cohorts (use json, ndjson, csv or text)")
+    pstore = PatientStore(args.store) if args.store else None
+    if pstore is not None:
+        if args.inputs:
+            pstore.load(load_sources(args.inputs, fmt=args.input_format), default_kb())
+        pstore.clear_results()
+        batches, total = cohort.batches_from_store(pstore, args.batch_size), len(pstore.patients())
+    else:
+        if not args.inputs:
+            raise UsageError(f"b12kg {args.command}: give patient files, or --store DIR")
+        data = load_sources(args.inputs, fmt=args.input_format)
+        batches, total = cohort.batches_from_data(data, args.batch_size), None
+    jobs = args.jobs or cohort.default_jobs()
+    out = sys.stdout if args.output == "-" else _open_output(args.output)
+    failed = violations = 0
+    collected: list[dict] = []
+    try:
+        if args.format == "csv":
+            out.write(cohort.csv_header())
+        for patients, results in cohort.run_cohort(batches, as_of, jobs=jobs, keep_results=pstore is not None,
+                                                   shacl=args.shacl, progress=args.progress, total=total):
+            if pstore is not None and results:
+                pstore.add_results(list(ox.parse(results, format=ox.RdfFormat.N_QUADS)))
+            for p in patients:
+                failed += "error" in p
+                violations += any(v["severity"] == "Violation" for v in p.get("violations", []))
+                violations += any(i["severity"] == "Violation" for i in p.get("input_problems", []))
+                if args.format == "ndjson":
+                    out.write(cohort.ndjson_line(p, as_of))
+                elif args.format == "csv":
+                    out.write(cohort.csv_line(p))
+                else:
+                    collected.append(p)
+        if args.format == "json":
+            out.write(json.dumps({"as_of": as_of.isoformat(), "patients": collected}, indent=2, ensure_ascii=False) + "\n")
+        elif args.format == "text":
+            for p in collected:
+                out.write(cohort.csv_line(p))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if pstore is not None:
+        pstore.store.flush()
+    if failed:
+        print(f"b12kg: {failed} patient(s) could not be evaluated; see their 'error' entries", file=sys.stderr)
+    if args.command == "validate":
+        return 1 if violations or failed else 0
+    return 0
+
+
+def _open_output(path: str):
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _convert(args) -> int:
@@ -137,11 +244,17 @@ def run(argv: list[str] | None = None) -> int:
         return args.handler(args)
     if args.command == "convert":
         return _convert(args)
+    if args.command == "load":
+        return _load(args)
     from . import recommend
 
     if args.command == "query":
         _write(_query(args), args.output)
         return 0
+    if args.store or args.format in COHORT_FORMATS or args.jobs:
+        return _cohort(args)
+    if not args.inputs:
+        raise UsageError(f"b12kg {args.command}: give patient files, or --store DIR")
     report = recommend(args.inputs, args.as_of, input_format=args.input_format)
     if args.command == "recommend":
         _write(report.serialize(args.format), args.output)
