@@ -50,7 +50,7 @@ def _evaluate(nquads: bytes, unused, as_of: str, keep_results: bool, shacl: str)
     patients = [p for p in to_dict(ev)["patients"]]
     results = b""
     if keep_results:
-        results = _serialize(q for g in _RESULT_GRAPHS for q in ev.store.quads_for_pattern(None, None, None, g))
+        results = _serialize(q for g in _RESULT_GRAPHS for q in ev.backend.quads(graph=g))
     return patients, results
 
 

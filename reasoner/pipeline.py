@@ -14,6 +14,7 @@ from pathlib import Path
 import pyoxigraph as ox
 
 from . import units
+from .backend import Backend, EmbeddedBackend
 from .classify import classify
 from .kb import PRE_CLASSIFICATION_STRATUM, VALIDATION_STRATUM, KnowledgeBase, Rule
 from .load import PatientData
@@ -53,24 +54,33 @@ class Unused:
 
 @dataclass
 class Evaluation:
-    """The working store of one evaluation and what could not be used."""
+    """The working store of one evaluation (embedded or remote) and what could not be used."""
 
     kb: KnowledgeBase
-    store: ox.Store
+    backend: Backend
     as_of: dt.date
     unused: list[Unused] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
-    def query(self, sparql: str, **kw):
-        return self.store.query(sparql, use_default_graph_as_union=True, **kw)
+    def query(self, sparql: str, substitutions: dict | None = None):
+        return self.backend.query(sparql, substitutions)
+
+    @property
+    def store(self) -> ox.Store:
+        """The pyoxigraph store of an embedded evaluation."""
+        if not isinstance(self.backend, EmbeddedBackend):
+            raise AttributeError("a remote evaluation has no local store; query it with Evaluation.query")
+        return self.backend.store
 
 
 def _decimal_literal(d: Decimal) -> ox.Literal:
     return ox.Literal(format(d, "f"), datatype=ox.NamedNode(XSD + "decimal"))
 
 
-def new_evaluation(kb: KnowledgeBase, data: PatientData, as_of: dt.date) -> Evaluation:
-    store = ox.Store()
+def new_evaluation(kb: KnowledgeBase, data: PatientData, as_of: dt.date, backend: Backend | None = None) -> Evaluation:
+    """Start an evaluation: ontology, patient data, rule descriptions and the as-of date in one
+    store (a fresh in-memory Oxigraph store unless a backend is given)."""
+    backend = backend if backend is not None else EmbeddedBackend()
     quads = list(kb.ontology_quads)
     quads += data.quads
     quads += kb.rule_metadata_quads(G_ONTOLOGY)
@@ -78,8 +88,8 @@ def new_evaluation(kb: KnowledgeBase, data: PatientData, as_of: dt.date) -> Eval
         ox.Quad(CONTEXT, RDF_TYPE, b12("EvaluationContext"), G_CONTEXT),
         ox.Quad(CONTEXT, b12("asOf"), ox.Literal(as_of.isoformat(), datatype=ox.NamedNode(XSD + "date")), G_CONTEXT),
     ]
-    store.extend(quads)
-    ev = Evaluation(kb=kb, store=store, as_of=as_of, sources=list(data.sources))
+    backend.extend(quads)
+    ev = Evaluation(kb=kb, backend=backend, as_of=as_of, sources=list(data.sources))
     ev.unused.extend(Unused(u.resource, u.reason, u.patient) for u in data.unused)
     return ev
 
@@ -92,10 +102,7 @@ def exclude_records(ev: Evaluation) -> None:
         status = row["statusLabel"].value if row["statusLabel"] is not None else "excluded"
         patient = row["patient"].value if row["patient"] is not None else None
         ev.unused.append(Unused(record.value, f"status '{status}': not used as a fact", patient))
-        for q in list(ev.store.quads_for_pattern(record, None, None, G_DATA)):
-            ev.store.remove(q)
-        for q in list(ev.store.quads_for_pattern(None, None, record, G_DATA)):
-            ev.store.remove(q)
+        ev.backend.remove_node(record, [G_DATA])
 
 
 def run_rule(ev: Evaluation, rule: Rule) -> int:
@@ -127,7 +134,7 @@ def run_rule(ev: Evaluation, rule: Rule) -> int:
             ox.Quad(act, prov("wasAssociatedWith"), ENGINE, G_INFERRED),
         ]
         quads += [ox.Quad(act, prov("used"), u, G_INFERRED) for u in used]
-    ev.store.extend(quads)
+    ev.backend.extend(quads)
     return len(triples)
 
 
@@ -137,11 +144,11 @@ def run_strata(ev: Evaluation, low: int, high: int) -> None:
 
 
 def classify_stage(ev: Evaluation) -> None:
-    data_nodes = {q.subject.value for q in ev.store.quads_for_pattern(None, None, None, G_DATA) if isinstance(q.subject, ox.NamedNode)}
-    facts = [q.triple for q in ev.store.quads_for_pattern(None, None, None, G_DATA)]
-    facts += [q.triple for q in ev.store.quads_for_pattern(None, None, None, G_INFERRED)]
+    data = ev.backend.quads(graph=G_DATA)
+    data_nodes = {q.subject.value for q in data if isinstance(q.subject, ox.NamedNode)}
+    facts = [q.triple for q in data] + [q.triple for q in ev.backend.quads(graph=G_INFERRED)]
     inferred = classify(ev.kb.tbox_rdflib, facts, data_nodes)
-    ev.store.extend(ox.Quad(t.subject, t.predicate, t.object, G_INFERRED) for t in inferred)
+    ev.backend.extend([ox.Quad(t.subject, t.predicate, t.object, G_INFERRED) for t in inferred])
 
 
 def units_stage(ev: Evaluation) -> None:
@@ -152,6 +159,7 @@ def units_stage(ev: Evaluation) -> None:
         BASE + "dose": b12("normalizedDose"),
     }
     seen: set[tuple[str, str]] = set()
+    added: list[ox.Quad] = []
     for row in ev.query(engine_query("quantities")):
         record, prop = row["record"], row["property"]
         key = (record.value, prop.value)
@@ -176,13 +184,14 @@ def units_stage(ev: Evaluation) -> None:
             what = "value" if prop.value == BASE + "value" else ("dose" if prop.value == BASE + "dose" else "reference range")
             ev.unused.append(Unused(record.value, f"{what} not used: {exc}", _patient_of(ev, record)))
             continue
-        ev.store.add(ox.Quad(record, target[prop.value], _decimal_literal(converted), G_INFERRED))
+        added.append(ox.Quad(record, target[prop.value], _decimal_literal(converted), G_INFERRED))
+    ev.backend.extend(added)
 
 
 def _patient_of(ev: Evaluation, record: ox.NamedNode) -> str | None:
-    for q in ev.store.quads_for_pattern(record, b12("subject"), None, None):
+    for q in ev.backend.quads(record, b12("subject")):
         return q.object.value
-    for q in ev.store.quads_for_pattern(None, b12("hasRecord"), record, None):
+    for q in ev.backend.quads(None, b12("hasRecord"), record):
         return q.subject.value
     return None
 
@@ -198,12 +207,13 @@ def evaluate(
     data: PatientData,
     as_of: dt.date,
     shacl: str = "fast",
+    backend: Backend | None = None,
 ) -> Evaluation:
     """Run every stage; the returned store holds facts, inferences and the report items."""
     from .validate import validate_stage
     from .report import report_stage
 
-    ev = new_evaluation(kb, data, as_of)
+    ev = new_evaluation(kb, data, as_of, backend)
     exclude_records(ev)
     run_strata(ev, -(10**6), PRE_CLASSIFICATION_STRATUM)
     classify_stage(ev)

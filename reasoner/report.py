@@ -30,7 +30,7 @@ def report_stage(ev: Evaluation) -> None:
         node = ox.NamedNode(u.resource)
         quads.append(ox.Quad(node, b12("unusedReason"), ox.Literal(u.reason), G_REPORT))
         quads.append(ox.Quad(node, RDF_TYPE, b12("UnusedRecord"), G_REPORT))
-    ev.store.extend(quads)
+    ev.backend.extend(quads)
 
 
 def _v(term):
@@ -197,7 +197,7 @@ def to_rdf(ev: Evaluation, fmt: str) -> str:
     g = rdflib.Graph()
     for k, v in PREFIXES.items():
         g.bind(k, v)
-    for q in ev.store.quads_for_pattern(None, None, None, G_REPORT):
+    for q in ev.backend.quads(graph=G_REPORT):
         g.add((to_rdflib(q.subject), to_rdflib(q.predicate), to_rdflib(q.object)))
     ctx = "https://w3id.org/b12kg/run/context"
     g.add((rdflib.URIRef(ctx), rdflib.URIRef("https://w3id.org/b12kg/asOf"), rdflib.Literal(ev.as_of.isoformat(), datatype=rdflib.XSD.date)))

@@ -103,32 +103,29 @@ def compile_shapes(shapes: rdflib.Graph) -> list[_Shape]:
     return compiled
 
 
-_THIS = ox.Variable("this")
-
-
-def _focus_nodes(store: ox.Store, shape: _Shape) -> set:
+def _focus_nodes(backend, shape: _Shape) -> set:
     nodes: set = set()
     rdf_type = ox.NamedNode(str(RDF.type))
     for kind, obj in shape.targets:
         if kind == SH.targetNode:
             nodes.add(_to_ox(obj))
         elif kind == SH.targetClass:
-            nodes.update(q.subject for q in store.quads_for_pattern(None, rdf_type, _to_ox(obj), None))
+            nodes.update(q.subject for q in backend.quads(None, rdf_type, _to_ox(obj)))
         elif kind == SH.targetSubjectsOf:
-            nodes.update(q.subject for q in store.quads_for_pattern(None, _to_ox(obj), None, None))
+            nodes.update(q.subject for q in backend.quads(None, _to_ox(obj), None))
         elif kind == SH.targetObjectsOf:
-            nodes.update(q.object for q in store.quads_for_pattern(None, _to_ox(obj), None, None))
+            nodes.update(q.object for q in backend.quads(None, _to_ox(obj), None))
     return nodes
 
 
-def validate(store: ox.Store, shapes: list[_Shape]) -> list[Result]:
-    """Validate the union of the store's graphs; results are deduplicated and sorted."""
+def validate(backend, shapes: list[_Shape]) -> list[Result]:
+    """Validate the union of the backend's graphs (reasoner.backend); results are deduplicated and sorted."""
     results: set[Result] = set()
     for shape in shapes:
-        focus_nodes = sorted(_focus_nodes(store, shape), key=str)
+        focus_nodes = sorted(_focus_nodes(backend, shape), key=str)
         for constraint in shape.constraints:
             for focus in focus_nodes:
-                rows = store.query(constraint.query, substitutions={_THIS: focus}, use_default_graph_as_union=True)
+                rows = backend.query(constraint.query, substitutions={"this": focus})
                 names = [v.value for v in rows.variables]
                 for row in rows:
                     values = {n: row[n] for n in names}

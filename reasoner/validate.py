@@ -99,7 +99,7 @@ def run_engine(ev, engine: str = "fast") -> list:
     if engine == "fast":
         from .shacl_fast import validate
 
-        return validate(ev.store, ev.kb.fast_shapes)
+        return validate(ev.backend, ev.kb.fast_shapes)
     if engine in ("pyshacl", "pyshacl-rdflib"):
         return pyshacl_results(ev, engine)
     from .errors import UsageError
@@ -148,7 +148,7 @@ def validate_stage(ev, engine: str = "fast") -> None:
         for v in sorted(entry["values"]):
             quads.append(ox.Quad(item, prov("wasDerivedFrom"), ox.NamedNode(v), G_INFERRED))
             quads.append(ox.Quad(act, prov("used"), ox.NamedNode(v), G_INFERRED))
-    ev.store.extend(quads)
+    ev.backend.extend(quads)
 
 
 def _patient_of(ev, record: ox.NamedNode) -> str | None:
