@@ -127,24 +127,30 @@ def _query(args) -> str:
     from .query import run_query_file
 
     if args.store:
-        from .store import PatientStore
+        from .store import PatientStore, RemotePatientStore
 
         if args.inputs:
-            raise UsageError("b12kg query: give either patient files or --store DIR, not both")
-        return run_query_file(PatientStore(args.store, read_only=True), args.query, args.format)
+            raise UsageError("b12kg query: give either patient files or --store DIR|URL, not both")
+        target = RemotePatientStore(args.store) if _is_url(args.store) else PatientStore(args.store, read_only=True)
+        return run_query_file(target, args.query, args.format)
     if not args.inputs:
         raise UsageError("b12kg query: give patient files, or --store DIR")
     report = recommend(args.inputs, args.as_of, input_format=args.input_format)
     return run_query_file(report, args.query, args.format)
 
 
+def _is_url(store: str | None) -> bool:
+    return bool(store) and store.startswith(("http://", "https://"))
+
+
 def _load(args) -> int:
     from .api import default_kb
     from .load import load_sources
-    from .store import PatientStore
+    from .store import PatientStore, RemotePatientStore
 
     data = load_sources(args.inputs, fmt=args.input_format)
-    summary = PatientStore(args.store).load(data, default_kb())
+    target = RemotePatientStore(args.store) if _is_url(args.store) else PatientStore(args.store)
+    summary = target.load(data, default_kb())
     print(f"b12kg: loaded {summary['patients']} patients ({summary['triples']} triples) into {args.store}; "
           f"{len(data.unused)} input records not used; {summary['unassigned']} triples belong to no patient", file=sys.stderr)
     return 0
@@ -164,6 +170,8 @@ def _cohort(args) -> int:
     as_of = parse_as_of(args.as_of)
     if args.format not in ("json", "text") + COHORT_FORMATS:
         raise UsageError(f"b12kg {args.command}: -f {args.format} is not available for cohorts (use json, ndjson, csv or text)")
+    if _is_url(args.store):
+        return _remote(args, as_of)
     pstore = PatientStore(args.store) if args.store else None
     if pstore is not None:
         if args.inputs:
@@ -210,6 +218,41 @@ def _cohort(args) -> int:
         print(f"b12kg: {failed} patient(s) could not be evaluated; see their 'error' entries", file=sys.stderr)
     if args.command == "validate":
         return 1 if violations or failed else 0
+    return 0
+
+
+def _remote(args, as_of) -> int:
+    """Evaluate every patient of a remote SPARQL 1.1 store there: the rule and shape queries run
+    on the remote engine; only classification and unit conversion run here."""
+    from . import cohort
+    from .api import default_kb
+    from .load import load_sources
+    from .report import to_dict
+    from .store import RemotePatientStore
+
+    remote = RemotePatientStore(args.store)
+    kb = default_kb()
+    if args.inputs:
+        remote.load(load_sources(args.inputs, fmt=args.input_format), kb)
+    ev = remote.evaluate(kb, as_of, shacl=args.shacl)
+    patients = to_dict(ev)["patients"]
+    out = sys.stdout if args.output == "-" else _open_output(args.output)
+    try:
+        if args.format == "json":
+            import json
+
+            out.write(json.dumps({"as_of": as_of.isoformat(), "patients": patients}, indent=2, ensure_ascii=False) + "\n")
+        elif args.format == "ndjson":
+            out.writelines(cohort.ndjson_line(p, as_of) for p in patients)
+        else:
+            out.write(cohort.csv_header() if args.format == "csv" else "")
+            out.writelines(cohort.csv_line(p) for p in patients)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.command == "validate":
+        bad = any(v["severity"] == "Violation" for p in patients for v in p["violations"] + p["input_problems"])
+        return 1 if bad else 0
     return 0
 
 

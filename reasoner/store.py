@@ -165,3 +165,39 @@ class PatientStore:
     def _drop(self, g: ox.NamedNode) -> None:
         if self.store.contains_named_graph(g):
             self.store.remove_graph(g)
+
+
+class RemotePatientStore:
+    """A SPARQL 1.1 store used the way the embedded store is: ``load`` puts patients into the data
+    graph (replacing each patient's earlier records), ``evaluate`` runs the pipeline there."""
+
+    def __init__(self, url: str):
+        from .backend import RemoteBackend
+
+        self.url = url
+        self.backend = RemoteBackend(url)
+
+    def load(self, data: PatientData, kb) -> dict:
+        groups, unassigned = split_by_patient(data.quads)
+        if groups:
+            deletes = []
+            for p in sorted(groups):
+                iri = ox.NamedNode(p)
+                deletes.append(f"DELETE WHERE {{ GRAPH {G_DATA} {{ {iri} ?p ?o }} }}")
+                deletes.append(f"DELETE {{ GRAPH {G_DATA} {{ ?r ?p ?o }} }} WHERE {{ GRAPH {G_DATA} {{ ?r {_SUBJECT} {iri} ; ?p ?o }} }}")
+            self.backend.update(" ;\n".join(deletes))
+        quads = [ox.Quad(q.subject, q.predicate, q.object, G_DATA) for qs in groups.values() for q in qs]
+        quads += [ox.Quad(q.subject, q.predicate, q.object, G_DATA) for q in unassigned]
+        self.backend.extend(quads)
+        return {"patients": len(groups), "triples": len(quads), "unassigned": len(unassigned)}
+
+    def evaluate(self, kb, as_of, shacl: str = "fast"):
+        from .pipeline import evaluate
+
+        if shacl != "fast":
+            raise UsageError("a remote store is validated with the fast (SPARQL) engine only")
+        self.backend.drop_graphs([G_ONTOLOGY, G_INFERRED, G_REPORT, G_CONTEXT])
+        return evaluate(kb, PatientData(), as_of, backend=self.backend)
+
+    def query(self, sparql: str):
+        return self.backend.query(sparql)
