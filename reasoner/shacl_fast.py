@@ -24,6 +24,10 @@ _SUPPORTED = {
     RDF.type, SH.targetClass, SH.targetSubjectsOf, SH.targetObjectsOf, SH.targetNode, SH.severity,
     SH.sparql, SH.deactivated, SH.message, SH.name, SH.description,
 }
+#: Engine hint on a shape: every group of its SELECT that mentions $this binds it with a triple
+#: pattern, so one evaluation with $this free, restricted to the focus nodes, equals evaluating it
+#: once per focus node with $this pre-bound (SHACL's definition). The parity test holds it to that.
+EVALUATE_UNBOUND = rdflib.URIRef("https://w3id.org/b12kg/evaluateUnbound")
 _TEMPLATE = re.compile(r"\{[?$]([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -52,6 +56,7 @@ class _Shape:
     severity: str
     targets: list[tuple[str, object]]
     constraints: list[_Constraint]
+    unbound: bool = False
 
 
 def _to_ox(term):
@@ -99,7 +104,8 @@ def compile_shapes(shapes: rdflib.Graph) -> list[_Shape]:
             constraints.append(_Constraint(_prefixes(shapes, c) + str(select), str(msg) if msg is not None else None))
         ident = shapes.value(shape, DCT_IDENTIFIER)
         severity = shapes.value(shape, SH.severity) or SH.Violation
-        compiled.append(_Shape(str(shape), str(ident) if ident else str(shape), str(severity), targets, constraints))
+        unbound = (shape, EVALUATE_UNBOUND, rdflib.Literal(True)) in shapes
+        compiled.append(_Shape(str(shape), str(ident) if ident else str(shape), str(severity), targets, constraints, unbound))
     return compiled
 
 
@@ -123,12 +129,21 @@ def validate(backend, shapes: list[_Shape]) -> list[Result]:
     results: set[Result] = set()
     for shape in shapes:
         focus_nodes = sorted(_focus_nodes(backend, shape), key=str)
+        if not focus_nodes:
+            continue
+        focus_set = set(focus_nodes)
         for constraint in shape.constraints:
-            for focus in focus_nodes:
-                rows = backend.query(constraint.query, substitutions={"this": focus})
+            if shape.unbound:
+                runs = [(None, backend.query(constraint.query))]
+            else:
+                runs = [(focus, backend.query(constraint.query, substitutions={"this": focus})) for focus in focus_nodes]
+            for bound, rows in runs:
                 names = [v.value for v in rows.variables]
                 for row in rows:
                     values = {n: row[n] for n in names}
+                    focus = bound if bound is not None else values.get("this")
+                    if focus is None or focus not in focus_set:
+                        continue
                     message = constraint.message or shape.identifier
                     message = _TEMPLATE.sub(lambda m: _text(values.get(m.group(1)), focus if m.group(1) == "this" else None), message)
                     value = values.get("value") if values.get("value") is not None else focus  # SHACL: default is $this
