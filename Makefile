@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AS_OF ?= 2026-06-01
 
-.PHONY: demo test install system-deps clean
+.PHONY: demo test bench install system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/python -m pytest -n 2
+
+# Benchmark (not part of the tests): cohorts of 1,000 and 10,000 patients; SIZES=1000,10000,100000 for linearity.
+SIZES ?= 1000,10000
+bench: install
+	$(BIN)/python bench/run.py --sizes $(SIZES)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
