@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "reasoner.workbench.verify",
     "reasoner.workbench.explain",
     "reasoner.workbench.trace",
+    "reasoner.serve",
+    "reasoner.synth_cli",
 )
 
 

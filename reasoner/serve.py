@@ -1,0 +1,1205 @@
+"""``b12kg serve``: a read-only SPARQL 1.1 Protocol endpoint over an evaluation or a stored graph.
+
+    b12kg serve examples/*.ttl --as-of 2026-06-01          # evaluate, then serve the result
+    b12kg serve --store DIR                                 # serve an existing pyoxigraph store
+
+The data is either the store of one evaluation (ontology, patient facts, inferences, reports,
+context: the named graphs of :mod:`reasoner.vocab`), copied at start-up into a temporary on-disk
+store, or an existing on-disk pyoxigraph store opened read-only. Queries see the union of all
+named graphs as their default graph unless they (``FROM``) or the request (``default-graph-uri``,
+``named-graph-uri``) say otherwise; ``GRAPH`` addresses one graph. The prefixes of
+:data:`reasoner.vocab.PREFIXES` (``b12:``, ``b12g:``, ``sct:`` …) are predeclared.
+
+Protocol (https://www.w3.org/TR/sparql11-protocol/):
+
+* ``GET /sparql?query=…``, ``POST`` ``application/x-www-form-urlencoded`` (``query=…``) or
+  ``POST`` ``application/sparql-query``. ``GET /`` is a small query page with the example queries.
+* Content negotiation on ``Accept``; when Accept names no type we serve (absent, ``*/*``, a
+  browser's), the ``format`` (or ``output``) parameter chooses: ``json xml csv tsv`` for
+  SELECT/ASK, ``turtle jsonld nt rdfxml`` for CONSTRUCT/DESCRIBE, or a media type.
+* Read-only: ``update=``, ``application/sparql-update``, any update operation (INSERT, DELETE,
+  LOAD, CLEAR …) and ``SERVICE`` are refused with 403 before anything runs. The workers open the
+  store read-only and, where Linux allows it, run without network access (an unprivileged network
+  namespace), so even a ``SERVICE`` the check missed could not fetch anything.
+
+Limits:
+
+* ``--timeout``: every query runs in a worker process (a pool of ``--workers``); a query still
+  running after the limit is cancelled by killing its worker (a fresh one replaces it) and the
+  answer is **503** with a one-line message. When every worker stays busy for as long as the time
+  limit, the answer is 503 too (with ``Retry-After``). Other clients are served meanwhile.
+* ``--max-results``: a result with more rows (SELECT) or triples (CONSTRUCT/DESCRIBE) is **not
+  truncated**: the answer is **413** with a one-line message and the ``X-B12kg-Max-Results``
+  header, so that no client mistakes part of a result for all of it (add a ``LIMIT``).
+* ``--memory``: the address space a query may add to its worker is capped (default 2048 MiB, on
+  top of the worker's ~0.4 GiB at rest); a query beyond it ends its worker (replaced) and the
+  answer is 503. Should the engine itself abort (pyoxigraph 0.5 can panic on some ``ORDER BY``),
+  the answer is 500 with the engine's message; the server carries on.
+* A request body or query over 1 MiB is refused with 413.
+
+Errors are one line of ``text/plain``: 400 bad query or parameters, 403 refused (update, SERVICE,
+unexpected Host header), 404, 405 wrong method, 406 no acceptable format, 411, 413, 415, 500,
+503. Each request is logged as one line on stderr. SIGTERM and SIGINT stop the server cleanly.
+A loopback server answers only requests whose Host header names a loopback address (a web page
+cannot reach it through DNS rebinding); there is no CORS and no authentication.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pyoxigraph as ox
+
+from .errors import B12kgError, UsageError
+from .vocab import PREFIXES
+
+MAX_BODY = 1 << 20  # bytes: request bodies and query texts
+STARTUP_TIMEOUT = 60.0  # seconds a new worker may take to open the store
+LOG_WIDTH = 160
+
+# ---------------------------------------------------------------------------------------------
+# Looking at a query before running it: its form, and whether it is an update or federated.
+# A tokenizer after the SPARQL 1.1 grammar's terminals, so that a keyword inside a string, IRI,
+# comment or prefixed name is not mistaken for one, and one outside them is never missed.
+# ---------------------------------------------------------------------------------------------
+
+_BASE = ("A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u02FF\u0370-\u037D\u037F-\u1FFF\u200C-\u200D"
+         "\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD\U00010000-\U000EFFFF")
+_U = _BASE + "_"
+_CH = _U + r"\-0-9\u00B7\u0300-\u036F\u203F-\u2040"
+_PLX = r"%[0-9A-Fa-f]{2}|\\[_~.\-!$&'()*+,;=/?#@%]"
+_ECHAR = r"\\[tbnrf\\\"']|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}"
+_PN_PREFIX = f"[{_BASE}](?:[{_CH}.]*[{_CH}])?"
+_PN_LOCAL = f"(?:[{_U}:0-9]|{_PLX})(?:(?:[{_CH}.:]|{_PLX})*(?:[{_CH}:]|{_PLX}))?"
+_TOKEN = re.compile("|".join([
+    r"(?P<ws>\s+)",
+    r"(?P<comment>#[^\n\r]*)",
+    r"(?P<iri><[^<>\"{}|^`\\\x00-\x20]*>)",
+    f"(?P<string>'''(?:(?:'|'')?(?:[^'\\\\]|{_ECHAR}))*'''"
+    f"|\"\"\"(?:(?:\"|\"\")?(?:[^\"\\\\]|{_ECHAR}))*\"\"\""
+    f"|'(?:[^'\\\\\\n\\r]|{_ECHAR})*'"
+    f"|\"(?:[^\"\\\\\\n\\r]|{_ECHAR})*\")",
+    f"(?P<var>[?$][{_U}0-9][{_U}0-9\u00B7\u0300-\u036F\u203F-\u2040]*)",
+    r"(?P<langtag>@[a-zA-Z]+(?:-[a-zA-Z0-9]+)*)",
+    f"(?P<bnode>_:[{_U}0-9](?:[{_CH}.]*[{_CH}])?)",
+    f"(?P<pname>(?P<prefix>{_PN_PREFIX})?:(?:{_PN_LOCAL})?)",
+    r"(?P<word>[A-Za-z_][A-Za-z0-9_]*)",
+    r"(?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)",
+    r"(?P<quote>['\"])",
+    r"(?P<other>.)",
+]), re.DOTALL)
+
+QUERY_FORMS = ("SELECT", "CONSTRUCT", "DESCRIBE", "ASK")
+UPDATE_KEYWORDS = ("INSERT", "DELETE", "LOAD", "CLEAR", "CREATE", "DROP", "COPY", "MOVE", "ADD", "WITH")
+
+
+@dataclass
+class QueryInfo:
+    form: str | None = None  # SELECT, CONSTRUCT, DESCRIBE, ASK, or None when not recognised
+    update: str | None = None  # the first update keyword, when the text is (or contains) an update
+    service: bool = False  # SERVICE, i.e. a federated query
+    has_dataset: bool = False  # FROM / FROM NAMED
+    error: str | None = None  # a lexical error (an unterminated string)
+
+
+def inspect_query(text: str) -> QueryInfo:
+    """Classify a query without running it (and without trusting any engine to refuse things).
+
+    Conservative about SERVICE: the engine's parser does not require a word boundary after a
+    keyword (``trueSERVICE<…>`` and ``SERVICE:x`` run a SERVICE), so any bare word, prefix name
+    or language tag that contains "service" counts. Strings, IRIs, variables and comments do not.
+    """
+    info = QueryInfo()
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind == "prefix":  # the inner group of a pname
+            kind = "pname"
+        if kind in ("ws", "comment", "iri", "string", "var", "bnode", "number", "other"):
+            continue
+        if kind == "quote":
+            line = text.count("\n", 0, m.start()) + 1
+            info.error = f"SPARQL syntax error: unterminated string at line {line}"
+            continue
+        if kind == "pname":
+            word = m.group("prefix") or ""
+        else:
+            word = m.group(0)
+        upper = word.upper()
+        if "SERVICE" in upper:
+            info.service = True
+        if kind != "word":
+            continue
+        if upper in UPDATE_KEYWORDS and info.update is None:
+            info.update = upper
+        elif upper in QUERY_FORMS and info.form is None:
+            info.form = upper
+        elif upper == "FROM":
+            info.has_dataset = True
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Content negotiation
+# ---------------------------------------------------------------------------------------------
+
+RESULT_TYPES = {  # SELECT and ASK
+    "json": "application/sparql-results+json",
+    "xml": "application/sparql-results+xml",
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+}
+GRAPH_TYPES = {  # CONSTRUCT and DESCRIBE
+    "turtle": "text/turtle",
+    "jsonld": "application/ld+json",
+    "nt": "application/n-triples",
+    "rdfxml": "application/rdf+xml",
+}
+_RESULT_ACCEPT = {v: k for k, v in RESULT_TYPES.items()} | {"application/json": "json"}
+_GRAPH_ACCEPT = {v: k for k, v in GRAPH_TYPES.items()} | {
+    "application/x-turtle": "turtle", "application/turtle": "turtle", "text/n-triples": "nt"}
+_RESULT_PARAM = {"json": "json", "xml": "xml", "csv": "csv", "tsv": "tsv"} | _RESULT_ACCEPT
+_GRAPH_PARAM = {"turtle": "turtle", "ttl": "turtle", "jsonld": "jsonld", "json-ld": "jsonld", "json": "jsonld",
+                "nt": "nt", "ntriples": "nt", "n-triples": "nt", "rdfxml": "rdfxml", "rdf": "rdfxml",
+                "xml": "rdfxml"} | _GRAPH_ACCEPT
+FORMAT_CHOICES = ("json", "xml", "csv", "tsv", "turtle", "jsonld", "nt", "rdfxml")
+
+
+def _parse_accept(header: str | None) -> list[tuple[str, float, int]]:
+    out = []
+    for i, part in enumerate((header or "").split(",")):
+        fields = [f.strip() for f in part.split(";")]
+        mtype = fields[0].lower()
+        if not mtype:
+            continue
+        q = 1.0
+        for f in fields[1:]:
+            if f.lower().startswith("q="):
+                try:
+                    q = float(f[2:])
+                except ValueError:
+                    q = 0.0
+        out.append((mtype, q, i))
+    return out
+
+
+def negotiate(accept: str | None, fmt: str | None, kind: str) -> str | None:
+    """The format key for ``kind`` ('results' or 'graph'), or None when nothing acceptable.
+
+    A type the Accept header names explicitly wins (highest q, then first listed); otherwise the
+    ``format`` parameter decides; otherwise a wildcard (or no Accept at all) gives the default.
+    """
+    table, by_param, default = ((_RESULT_ACCEPT, _RESULT_PARAM, "json") if kind == "results"
+                                else (_GRAPH_ACCEPT, _GRAPH_PARAM, "turtle"))
+    entries = _parse_accept(accept)
+    explicit = [(q, -i, table[t]) for t, q, i in entries if t in table and q > 0]
+    if explicit:
+        return max(explicit)[2]
+    if fmt:
+        return by_param.get(fmt.strip().lower())
+    if not entries:
+        return default
+    for t, q, _ in sorted(entries, key=lambda e: (-e[1], e[2])):
+        if q <= 0:
+            continue
+        if t == "*/*":
+            return default
+        if t.endswith("/*"):
+            major = t[:-1]
+            for mtype, key in table.items():
+                if mtype.startswith(major):
+                    return key
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker processes: each opens the store read-only and answers one job at a time
+# ---------------------------------------------------------------------------------------------
+
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+_RDF_LANGSTRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
+
+
+def _one_line(exc) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _drop_network() -> bool:
+    """Best effort: move this process into a new (empty) network namespace (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        clone_newuser, clone_newnet = 0x10000000, 0x40000000
+        return libc.unshare(clone_newuser | clone_newnet) == 0
+    except Exception:
+        return False
+
+
+def _term_json(term) -> dict:
+    if isinstance(term, ox.NamedNode):
+        return {"type": "uri", "value": term.value}
+    if isinstance(term, ox.BlankNode):
+        return {"type": "bnode", "value": term.value}
+    if isinstance(term, ox.Literal):
+        out = {"type": "literal", "value": term.value}
+        if term.language:
+            out["xml:lang"] = term.language
+        elif term.datatype.value not in (_XSD_STRING, _RDF_LANGSTRING):
+            out["datatype"] = term.datatype.value
+        return out
+    if isinstance(term, ox.Triple):
+        return {"type": "triple", "value": {"subject": _term_json(term.subject),
+                                            "predicate": _term_json(term.predicate),
+                                            "object": _term_json(term.object)}}
+    raise TypeError(f"unexpected term {term!r}")
+
+
+def _too_large(max_results: int, what: str):
+    return (413, "text/plain; charset=utf-8",
+            (f"result too large: more than {max_results} {what} (the limit is --max-results {max_results}); "
+             "add a LIMIT or narrow the query\n").encode(),
+            {"X-B12kg-Max-Results": str(max_results)})
+
+
+def execute(store, job: dict):
+    """Run one query job; return (status, content type, body, extra headers)."""
+    kw: dict = {"prefixes": PREFIXES}
+    if job.get("default_graph") is not None or job.get("named_graphs") is not None:
+        kw["default_graph"] = [ox.NamedNode(g) for g in job.get("default_graph") or []]
+        kw["named_graphs"] = [ox.NamedNode(g) for g in job.get("named_graphs") or []]
+    elif job.get("union", True):
+        kw["use_default_graph_as_union"] = True
+    max_results = job["max_results"]
+    try:
+        result = store.query(job["query"], **kw)
+        if isinstance(result, ox.QuerySolutions):
+            key = job.get("results_format")
+            if key is None:
+                return _not_acceptable("results")
+            variables = [v.value for v in result.variables]
+            bindings = []
+            for n, sol in enumerate(result):
+                if n >= max_results:
+                    return _too_large(max_results, "rows")
+                row = {}
+                for name in variables:
+                    term = sol[name]
+                    if term is not None:
+                        row[name] = _term_json(term)
+                bindings.append(row)
+            body = json.dumps({"head": {"vars": variables}, "results": {"bindings": bindings}},
+                              ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            if key != "json":
+                parsed = ox.parse_query_results(body, format=ox.QueryResultsFormat.JSON)
+                body = parsed.serialize(format=_RESULTS_OX[key])
+            return 200, _content_type(RESULT_TYPES[key]), body, {"X-B12kg-Result-Count": str(len(bindings))}
+        if isinstance(result, ox.QueryBoolean):
+            key = job.get("results_format")
+            if key is None:
+                return _not_acceptable("results")
+            return 200, _content_type(RESULT_TYPES[key]), result.serialize(format=_RESULTS_OX[key]), {}
+        key = job.get("graph_format")
+        if key is None:
+            return _not_acceptable("graph")
+        triples = []
+        for n, triple in enumerate(result):
+            if n >= max_results:
+                return _too_large(max_results, "triples")
+            triples.append(triple)
+        if key in ("turtle", "rdfxml"):
+            body = ox.serialize(triples, format=_GRAPH_OX[key], prefixes=PREFIXES)
+        else:
+            body = ox.serialize(triples, format=_GRAPH_OX[key])
+        return 200, _content_type(GRAPH_TYPES[key]), body or b"", {"X-B12kg-Result-Count": str(len(triples))}
+    except SyntaxError as exc:
+        return 400, "text/plain; charset=utf-8", f"SPARQL syntax error: {_one_line(exc)}\n".encode(), {}
+    except (ValueError, RuntimeError) as exc:
+        return 400, "text/plain; charset=utf-8", f"query failed: {_one_line(exc)}\n".encode(), {}
+    except MemoryError:
+        raise
+    except Exception as exc:  # an I/O error of the store, or a bug: the worker stays up
+        return 500, "text/plain; charset=utf-8", f"query failed: {_one_line(exc)}\n".encode(), {}
+
+
+def _content_type(mtype: str) -> str:
+    return mtype + "; charset=utf-8" if mtype.startswith("text/") else mtype
+
+
+def _not_acceptable(kind: str):
+    table = RESULT_TYPES if kind == "results" else GRAPH_TYPES
+    return (406, "text/plain; charset=utf-8",
+            f"not acceptable: this query's result can be served as {', '.join(table.values())}\n".encode(), {})
+
+
+_RESULTS_OX = {"json": ox.QueryResultsFormat.JSON, "xml": ox.QueryResultsFormat.XML,
+               "csv": ox.QueryResultsFormat.CSV, "tsv": ox.QueryResultsFormat.TSV}
+_GRAPH_OX = {"turtle": ox.RdfFormat.TURTLE, "jsonld": ox.RdfFormat.JSON_LD, "nt": ox.RdfFormat.N_TRIPLES,
+             "rdfxml": ox.RdfFormat.RDF_XML}
+
+
+def _address_space() -> int:
+    """This process's address space in bytes (0 when unknown)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _limit_memory(mib: int) -> None:
+    """Let a query add at most ``mib`` MiB to this worker's address space (best effort): an
+    allocation beyond it fails, which ends the query (and, from the engine, the worker)."""
+    if mib <= 0:
+        return
+    try:
+        import resource
+
+        limit = _address_space() + mib * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _worker_main(store_path: str, conn, backstop: int, memory: int = 0, stderr_path: str | None = None) -> None:
+    """Body of a worker process: open the store read-only, then answer jobs until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the backstop alarm ends this process
+    if stderr_path:  # the engine's last words (a panic, a failed allocation) for the server to report
+        try:
+            fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(fd, 2)
+            os.close(fd)
+        except OSError:
+            pass
+    isolated = _drop_network()  # first: a new user namespace needs a single-threaded process
+    try:
+        store = ox.Store.read_only(store_path)
+    except Exception as exc:
+        conn.send(("error", f"{store_path}: cannot open the store: {_one_line(exc)}"))
+        return
+    _limit_memory(memory)  # after the store has started its threads, which the limit could starve
+    conn.send(("ready", isolated))
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return  # the server went away
+        if job is None:
+            return
+        signal.alarm(backstop)  # should the server fail to kill a runaway query, it ends itself
+        try:
+            reply = execute(store, job)
+        except MemoryError:
+            reply = _plain(503, f"query stopped: it needed more memory than its worker may use (the limit is "
+                                f"--memory {memory} MiB)")
+        except BaseException as exc:  # noqa: BLE001 - the reply must be sent
+            reply = (500, "text/plain; charset=utf-8", f"query failed: {_one_line(exc)}\n".encode(), {})
+        signal.alarm(0)
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+@dataclass(eq=False)  # hashed by identity
+class _Worker:
+    process: object
+    conn: object
+    stderr_path: str
+    isolated: bool = False
+
+
+class WorkerPool:
+    """A few worker processes; a query over its time limit costs its worker, which is replaced."""
+
+    def __init__(self, store_path: str, size: int, timeout: float, log=None, memory: int = 0):
+        import multiprocessing
+
+        self.store_path = store_path
+        self.size = size
+        self.timeout = timeout
+        self.memory = memory
+        self.log = log or (lambda msg: None)
+        self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self._idle: queue.Queue = queue.Queue()
+        self._all: set = set()
+        self._lock = threading.Lock()
+        self.closed = False
+        self.isolated = False
+        self._logdir = tempfile.mkdtemp(prefix="b12kg-serve-workers-")
+        self.cancelled = 0  # queries killed at the time limit (for tests and logs)
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        backstop = int(math.ceil(self.timeout)) + 10
+        fd, stderr_path = tempfile.mkstemp(prefix="worker-", suffix=".log", dir=self._logdir)
+        os.close(fd)
+        p = self._ctx.Process(target=_worker_main, args=(self.store_path, child, backstop, self.memory, stderr_path),
+                              name="b12kg-serve-worker", daemon=True)
+        p.start()
+        child.close()
+        w = _Worker(p, parent, stderr_path)
+        with self._lock:
+            self._all.add(w)
+        return w
+
+    def _await_ready(self, w: _Worker) -> str | None:
+        """Wait for a new worker; put it in the idle queue, or return why it failed."""
+        try:
+            if not w.conn.poll(STARTUP_TIMEOUT):
+                raise EOFError("no answer")
+            status, detail = w.conn.recv()
+        except (EOFError, OSError) as exc:
+            last = [line for line in self._stderr_tail(w) if line.strip()]
+            status, detail = "error", f"a query worker did not start: {_one_line(last[-1] if last else exc)}"
+        if status != "ready":
+            self._discard(w)
+            return detail
+        w.isolated = bool(detail)
+        if self.closed:
+            self._discard(w)
+            return None
+        self._idle.put(w)
+        return None
+
+    def start(self) -> None:
+        try:
+            workers = [self._spawn() for _ in range(self.size)]
+            errors = [e for e in (self._await_ready(w) for w in workers) if e]
+        except BaseException:
+            self.close()
+            raise
+        if errors:
+            self.close()
+            raise UsageError(errors[0])
+        self.isolated = all(w.isolated for w in workers)
+
+    def _replace(self, w: _Worker) -> None:
+        self._discard(w)
+        if self.closed:
+            return
+
+        def respawn():
+            delay = 0.5
+            while not self.closed:
+                try:
+                    error = self._await_ready(self._spawn())
+                except Exception as exc:  # e.g. out of processes
+                    error = _one_line(exc)
+                if not error or self.closed:
+                    return
+                self.log(f"a replacement worker failed (trying again in {delay:g} s): {error}")
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        threading.Thread(target=respawn, name="b12kg-serve-respawn", daemon=True).start()
+
+    def _discard(self, w: _Worker) -> None:
+        with self._lock:
+            self._all.discard(w)
+        try:
+            if w.process.is_alive():
+                w.process.kill()
+            w.process.join(2)
+        except Exception:
+            pass
+        try:
+            w.conn.close()
+        except Exception:
+            pass
+        try:
+            os.unlink(w.stderr_path)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _stderr_tail(w: _Worker) -> list[str]:
+        try:
+            with open(w.stderr_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 8192))
+                return f.read().decode("utf-8", "replace").splitlines()
+        except (OSError, ValueError):
+            return []
+
+    def _crash_message(self, w: _Worker) -> tuple[int, str]:
+        """Why a worker died in the middle of a query, from its last words."""
+        w.process.join(2)
+        tail = self._stderr_tail(w)
+        limit = f"the limit is --memory {self.memory} MiB" if self.memory else "there is no --memory limit"
+        if any("memory allocation of" in line for line in tail) or w.process.exitcode == -signal.SIGKILL:
+            return 503, f"query stopped: it needed more memory than its worker may use ({limit})"
+        for i, line in enumerate(tail):
+            if " panicked at " in line and i + 1 < len(tail):
+                return 500, f"query failed: the query engine aborted: {_one_line(tail[i + 1])}"
+        return 500, f"query failed: the query engine aborted (out of memory, {limit}, or an engine failure)"
+
+    def run(self, job: dict):
+        """(status, content type, body, headers) for one job, within the time limit."""
+        if self.closed:
+            return _plain(503, "the server is shutting down")
+        try:
+            w = self._idle.get(timeout=self.timeout)
+        except queue.Empty:
+            return _plain(503, f"all {self.size} query workers are busy; try again later", {"Retry-After": "1"})
+        if self.closed:
+            self._discard(w)
+            return _plain(503, "the server is shutting down")
+        try:
+            w.conn.send(job)
+            if w.conn.poll(self.timeout):
+                reply = w.conn.recv()
+                self._idle.put(w)
+                return reply
+        except (EOFError, OSError):
+            if self.closed:
+                self._discard(w)
+                return _plain(503, "the server is shutting down")
+            status, message = self._crash_message(w)
+            self._replace(w)
+            return _plain(status, message + "; its worker has been replaced")
+        self._replace(w)
+        self.cancelled += 1
+        return _plain(503, f"query cancelled: it ran longer than the time limit of {self.timeout:g} s (--timeout)")
+
+    def close(self) -> None:
+        self.closed = True
+        with self._lock:
+            workers = list(self._all)
+        for w in workers:
+            self._discard(w)
+        shutil.rmtree(self._logdir, ignore_errors=True)
+
+
+def _plain(status: int, message: str, headers: dict | None = None):
+    return status, "text/plain; charset=utf-8", (message + "\n").encode("utf-8"), headers or {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The data: an evaluation copied to a temporary on-disk store, or an existing store
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    store_path: str
+    description: str
+    graphs: list[tuple[str, int | None]] = field(default_factory=list)
+    tmpdir: str | None = None
+
+    def cleanup(self) -> None:
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+
+def _graph_counts(store) -> list[tuple[str, int | None]]:
+    rows = store.query("SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g ORDER BY ?g")
+    return [(sol["g"].value, int(sol["n"].value)) for sol in rows]
+
+
+def dataset_from_store(source_store, description: str) -> Dataset:
+    """Copy an in-memory store (e.g. ``report.store``) to a temporary on-disk store."""
+    tmpdir = tempfile.mkdtemp(prefix="b12kg-serve-")
+    path = os.path.join(tmpdir, "store")
+    try:
+        disk = ox.Store(path)
+        disk.bulk_extend(source_store.quads_for_pattern(None, None, None, None))
+        disk.flush()
+        graphs = _graph_counts(disk)
+        del disk  # closes the read-write instance before the workers open it read-only
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return Dataset(path, description, graphs, tmpdir)
+
+
+def dataset_from_directory(path: str) -> Dataset:
+    if not os.path.isdir(path):
+        raise UsageError(f"--store {path}: not a directory")
+    try:
+        store = ox.Store.read_only(path)
+        graphs = sorted((g.value, None) for g in store.named_graphs())
+        del store
+    except OSError as exc:
+        raise UsageError(f"--store {path}: cannot open it as a pyoxigraph store: {_one_line(exc)}") from None
+    return Dataset(os.path.abspath(path), f"the store {path}", graphs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The query page
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_QUERY = """SELECT ?graph (COUNT(*) AS ?triples) WHERE {
+  GRAPH ?graph { ?s ?p ?o }
+}
+GROUP BY ?graph
+ORDER BY ?graph
+"""
+
+
+@dataclass
+class Example:
+    name: str
+    question: str
+    text: str
+
+
+def load_examples(directory: Path | None = None) -> list[Example]:
+    """The informaticians' queries (queries/*.rq) with the question in their header comment."""
+    if directory is None:
+        from .kb import PROJECT_ROOT
+
+        directory = PROJECT_ROOT / "queries"
+    out = []
+    for path in sorted(Path(directory).glob("*.rq")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        comment = []
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("#").strip())
+        question = " ".join(comment)
+        question = question.split("Question:", 1)[1].strip() if "Question:" in question else question
+        out.append(Example(path.name, question, text))
+    return out
+
+
+def _short(iri: str) -> str:
+    matches = [(len(ns), prefix, ns) for prefix, ns in PREFIXES.items() if iri.startswith(ns) and iri != ns]
+    if matches:
+        _, prefix, ns = max(matches)
+        return f"{prefix}:{iri[len(ns):]}"
+    return f"<{iri}>"
+
+
+_CSS = """body{font:15px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:62em;padding:0 1em;color:#222}
+textarea{width:100%;font:13px/1.4 ui-monospace,monospace;box-sizing:border-box}
+pre{background:#f5f5f5;padding:.6em;overflow:auto;font-size:12px}
+.ex{border-top:1px solid #ddd;margin-top:1em}.ex h3{margin:.6em 0 .2em;font-size:15px}
+.muted{color:#666}code{font-size:13px}button{font-size:15px;padding:.2em 1.2em}"""
+
+
+def render_page(server: "SparqlServer", query: str | None = None) -> bytes:
+    e = html.escape
+    ds = server.dataset
+    shown = 40
+    graphs = "".join(
+        f"<li><code>{e(_short(g))}</code>{'' if n is None else f' <span class=muted>({n} triples)</span>'}</li>"
+        for g, n in ds.graphs[:shown])
+    if len(ds.graphs) > shown:
+        graphs += f"<li class=muted>and {len(ds.graphs) - shown} more</li>"
+    options = "".join(f"<option value={f}>{f}</option>" for f in FORMAT_CHOICES)
+    examples = []
+    for ex in server.examples:
+        load = "/?query=" + quote(ex.text, safe="") + "#editor"
+        run = "/sparql?query=" + quote(ex.text, safe="")
+        examples.append(
+            f'<div class=ex><h3>{e(ex.name)}</h3><p>{e(ex.question)}</p>'
+            f'<p><a href="{e(load)}">Load into the editor</a> · <a href="{e(run)}">Run</a></p>'
+            f"<pre>{e(ex.text)}</pre></div>")
+    prefixes = " ".join(f"<code>{e(p)}:</code>" for p in PREFIXES)
+    page = f"""<!DOCTYPE html>
+<html lang=en><head><meta charset=utf-8><title>b12kg SPARQL endpoint</title>
+<meta name=viewport content="width=device-width,initial-scale=1"><style>{_CSS}</style></head>
+<body><h1>b12kg SPARQL endpoint</h1>
+<p>Serving {e(ds.description)}. Read-only SPARQL 1.1 Protocol at <code>/sparql</code> (GET or POST).
+The default graph is the union of the named graphs:</p><ul>{graphs}</ul>
+<p class=muted>Time limit {server.timeout:g} s per query (503 beyond it); results over {server.max_results} rows
+or triples are refused (413), not truncated: add a <code>LIMIT</code>. Updates and <code>SERVICE</code> are refused (403).
+Predeclared prefixes: {prefixes}.</p>
+<form id=editor method=get action="/sparql">
+<textarea name=query rows=14 spellcheck=false>{e(query or DEFAULT_QUERY)}</textarea>
+<p><label>Format <select name=format><option value="">(from the Accept header)</option>{options}</select></label>
+<button type=submit>Run</button></p></form>
+<h2>Example queries</h2>{''.join(examples) or '<p class=muted>none found</p>'}
+</body></html>
+"""
+    return page.encode("utf-8")
+
+
+_PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; "
+             "frame-ancestors 'none'")
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------------------------
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: "SparqlServer"
+    timeout = 30  # seconds a client may take to send its request
+
+    @property
+    def server_version(self):  # noqa: D401
+        from . import __version__
+
+        return f"b12kg/{__version__}"
+
+    # -- logging: one line per request -------------------------------------------------------
+
+    def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+        self.server.log(f"{self.address_string()} {format % args}")
+
+    def log_error(self, format, *args):  # noqa: A002 - the request line is logged anyway
+        pass
+
+    def log_request(self, code="-", size="-"):
+        if getattr(self, "_t0", None) is None:  # http.server's own errors (bad request line…)
+            self.server.log(f'{self.address_string()} "{self._clean(self.requestline)}" {code}')
+
+    @staticmethod
+    def _clean(text: str) -> str:
+        text = "".join(c if c.isprintable() else "?" for c in text)
+        return text if len(text) <= LOG_WIDTH else text[:LOG_WIDTH - 1] + "…"
+
+    def _log_line(self, status: int, size: int, note: str | None) -> None:
+        took = time.monotonic() - self._t0
+        line = f'{self.address_string()} "{self._clean(self.requestline)}" {status} {size} {took:.3f}s'
+        if note:
+            line += f" - {self._clean(note)}"
+        self.server.log(line)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _send(self, status: int, ctype: str, body: bytes, headers: dict | None = None, *, head_only=False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head_only:
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        note = body.decode("utf-8", "replace").strip() if status >= 400 and ctype.startswith("text/plain") else None
+        self._log_line(status, len(body), note)
+
+    def _error(self, status: int, message: str, headers: dict | None = None) -> None:
+        self._send(status, "text/plain; charset=utf-8", (" ".join(message.split()) + "\n").encode("utf-8"), headers)
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def _begin(self) -> str | None:
+        """Common checks; returns the path, or None when a response has been sent."""
+        self._t0 = time.monotonic()
+        if not self.server.host_allowed(self.headers.get("Host")):
+            self.close_connection = True
+            self._error(403, f"unexpected Host header '{self.headers.get('Host')}' (this server answers to its "
+                             "loopback address only; DNS-rebinding protection)")
+            return None
+        return urlsplit(self.path).path
+
+    def do_GET(self):
+        self._get(head_only=False)
+
+    def do_HEAD(self):
+        self._get(head_only=True)
+
+    def _get(self, head_only: bool):
+        path = self._begin()
+        if path is None:
+            return
+        params = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        if path in ("/", "/index.html"):
+            query = (params.get("query") or [None])[0]
+            self._send(200, "text/html; charset=utf-8", render_page(self.server, query),
+                       {"Content-Security-Policy": _PAGE_CSP}, head_only=head_only)
+        elif path == "/sparql":
+            if head_only:
+                self._error(405, "HEAD is not supported on /sparql; use GET or POST", {"Allow": "GET, POST"})
+            else:
+                self._sparql(params, None)
+        else:
+            self._error(404, f"not found: {path} (the endpoint is /sparql, the query page /)")
+
+    def do_POST(self):
+        path = self._begin()
+        if path is None:
+            return
+        if path != "/sparql":
+            if path in ("/", "/index.html"):
+                self._error(405, "POST goes to /sparql", {"Allow": "GET, HEAD"})
+            else:
+                self._error(404, f"not found: {path} (the endpoint is /sparql)")
+            self.close_connection = True
+            return
+        params = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        ctype = self.headers.get_content_type()
+        if ctype == "application/sparql-update":
+            self.close_connection = True
+            self._error(403, "this endpoint is read-only: SPARQL Update is refused")
+            return
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self.close_connection = True
+            self._error(411, "a POST needs a Content-Length")
+            return
+        try:
+            n = int(length)
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            self._error(400, f"bad Content-Length '{length}'")
+            return
+        if n > MAX_BODY:
+            self.close_connection = True
+            if n <= 16 * MAX_BODY:  # read and drop it, so that the client sees the answer
+                self._discard_body(n)
+            self._error(413, f"request body too large: {n} bytes (the limit is {MAX_BODY})")
+            return
+        body = self.rfile.read(n)
+        charset = (self.headers.get_content_charset() or "utf-8").lower()
+        try:
+            text = body.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            self._error(400, f"the request body is not valid {charset}")
+            return
+        if ctype == "application/x-www-form-urlencoded":
+            form = parse_qs(text, keep_blank_values=True)
+            for k, v in form.items():
+                params.setdefault(k, []).extend(v)
+            self._sparql(params, None)
+        elif ctype == "application/sparql-query":
+            if "query" in params:
+                self._error(400, "a query given both as the body and as a 'query' parameter")
+                return
+            self._sparql(params, text)
+        else:
+            self._error(415, f"unsupported Content-Type '{ctype}': use application/sparql-query or "
+                             "application/x-www-form-urlencoded")
+
+    def _discard_body(self, n: int) -> None:
+        try:
+            while n > 0:
+                chunk = self.rfile.read(min(n, 1 << 16))
+                if not chunk:
+                    break
+                n -= len(chunk)
+        except OSError:
+            pass
+
+    def _not_allowed(self):
+        path = self._begin()
+        if path is None:
+            return
+        self.close_connection = True
+        allow = "GET, POST" if path == "/sparql" else "GET, HEAD"
+        self._error(405, f"method {self.command} is not allowed on {path} (this endpoint is read-only)", {"Allow": allow})
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_CONNECT = do_TRACE = _not_allowed
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    def _sparql(self, params: dict, body_query: str | None) -> None:
+        if "update" in params:
+            self._error(403, "this endpoint is read-only: SPARQL Update is refused")
+            return
+        if body_query is None:
+            queries = params.get("query", [])
+            if not queries:
+                self._error(400, "missing 'query' parameter")
+                return
+            if len(queries) > 1:
+                self._error(400, "more than one 'query' parameter")
+                return
+            query = queries[0]
+        else:
+            query = body_query
+        if len(query.encode("utf-8")) > MAX_BODY:
+            self._error(413, f"query too large (the limit is {MAX_BODY} bytes)")
+            return
+        if not query.strip():
+            self._error(400, "empty query")
+            return
+        info = inspect_query(query)
+        if info.update:
+            self._error(403, f"this endpoint is read-only: SPARQL Update ({info.update}) is refused")
+            return
+        if info.service:
+            self._error(403, "SERVICE (federated query) is refused: this endpoint never fetches anything")
+            return
+        if info.error:
+            self._error(400, info.error)
+            return
+        graphs = {}
+        for name in ("default-graph-uri", "named-graph-uri"):
+            values = params.get(name, [])
+            for v in values:
+                if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|^`\\]*", v):
+                    self._error(400, f"{name}: '{v}' is not an absolute IRI")
+                    return
+            graphs[name] = values
+        fmt = next((params[k][-1] for k in ("format", "output") if params.get(k) and params[k][-1].strip()), None)
+        if fmt and fmt.strip().lower() not in _RESULT_PARAM and fmt.strip().lower() not in _GRAPH_PARAM:
+            self._error(400, f"format: unknown value '{fmt}' (one of {', '.join(FORMAT_CHOICES)}, or a media type)")
+            return
+        accept = self.headers.get("Accept")
+        results_format = negotiate(accept, fmt, "results")
+        graph_format = negotiate(accept, fmt, "graph")
+        vary = {"Vary": "Accept"}
+        if info.form in ("SELECT", "ASK") and results_format is None:
+            status, ctype, body, headers = _not_acceptable("results")
+            self._send(status, ctype, body, headers | vary)
+            return
+        if info.form in ("CONSTRUCT", "DESCRIBE") and graph_format is None:
+            status, ctype, body, headers = _not_acceptable("graph")
+            self._send(status, ctype, body, headers | vary)
+            return
+        job = {
+            "query": query,
+            "union": not info.has_dataset,
+            "default_graph": graphs["default-graph-uri"] if any(graphs.values()) else None,
+            "named_graphs": graphs["named-graph-uri"] if any(graphs.values()) else None,
+            "results_format": results_format,
+            "graph_format": graph_format,
+            "max_results": self.server.max_results,
+        }
+        status, ctype, body, headers = self.server.pool.run(job)
+        self._send(status, ctype, body, dict(headers) | vary)
+
+
+class SparqlServer(ThreadingHTTPServer):
+    """The HTTP server, its dataset and its worker pool."""
+
+    daemon_threads = True
+
+    def __init__(self, address, dataset: Dataset, *, timeout: float, max_results: int, workers: int,
+                 memory: int = 0, examples: list[Example] | None = None, log=None):
+        self._log = log or (lambda line: print(f"b12kg serve: {line}", file=sys.stderr, flush=True))
+        host = address[0]
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        try:
+            super().__init__(address, Handler)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{address[1]}: {exc.strerror or exc}") from None
+        self.dataset = dataset
+        self.timeout = timeout
+        self.max_results = max_results
+        self.examples = load_examples() if examples is None else examples
+        self.loopback_only = _is_loopback(host)
+        self._allowed_hosts = _LOOPBACK_NAMES | {host.lower(), f"[{host.lower()}]"}
+        self.pool = WorkerPool(dataset.store_path, workers, timeout, log=self.log, memory=memory)
+        try:
+            self.pool.start()
+        except BaseException:
+            self.server_close()
+            raise
+        self._closed = False
+
+    def log(self, line: str) -> None:
+        self._log(line)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self.server_address[0]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def host_allowed(self, host_header: str | None) -> bool:
+        if not self.loopback_only or host_header is None:
+            return True
+        host = host_header.strip().lower()
+        m = re.fullmatch(r"(\[[^\]]*\]|[^:]*)(?::\d+)?", host)
+        return bool(m) and m.group(1) in self._allowed_hosts
+
+    def close(self) -> None:
+        """Stop the workers, close the socket, remove a temporary store (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.pool.close()
+        self.server_close()
+        self.dataset.cleanup()
+
+
+def create_server(dataset: Dataset, *, bind: str = "127.0.0.1", port: int = 7878, timeout: float = 10.0,
+                  max_results: int = 10000, workers: int = 2, memory: int = 2048, examples=None,
+                  log=None) -> SparqlServer:
+    """A ready server (workers started, socket bound); call ``serve_forever()`` then ``close()``."""
+    if not timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    if max_results < 1:
+        raise UsageError("--max-results must be at least 1")
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if memory < 0 or 0 < memory < 64:
+        raise UsageError("--memory must be at least 64 (MiB), or 0 for no limit")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: not a port number")
+    return SparqlServer((bind, port), dataset, timeout=timeout, max_results=max_results, workers=workers,
+                        memory=memory, examples=examples, log=log)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve",
+        help="a read-only SPARQL 1.1 endpoint over evaluated patients (or a stored graph), with a query page",
+        description="Evaluate the patient files and serve the result (ontology, patient facts, inferences, "
+                    "reports as named graphs; their union is the default graph) as a read-only SPARQL 1.1 "
+                    "Protocol endpoint at /sparql, with a query page at /. Or serve an existing pyoxigraph "
+                    "store with --store. Updates and SERVICE are refused (403); a query over --timeout is "
+                    "cancelled (503); a result over --max-results rows or triples is refused (413), never "
+                    "truncated.")
+    p.add_argument("inputs", nargs="*", metavar="PATIENT",
+                   help="patient data to evaluate: RDF files, FHIR R4 JSON, FHIR Bulk Data NDJSON, or a folder of them")
+    p.add_argument("--input-format", default=None,
+                   help="force the input format (turtle, nt, jsonld, xml, fhir, ndjson); by default it is detected")
+    p.add_argument("--store", metavar="DIR", default=None,
+                   help="serve this on-disk pyoxigraph store (opened read-only) instead of evaluating patient files")
+    p.add_argument("--as-of", dest="as_of", default=None, help="evaluation date YYYY-MM-DD (default: today)")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7878, help="port (default: 7878; 0 picks a free one)")
+    p.add_argument("--timeout", type=float, default=10.0, help="time limit per query in seconds (default: 10)")
+    p.add_argument("--max-results", type=int, default=10000,
+                   help="most rows (SELECT) or triples (CONSTRUCT/DESCRIBE) in a result; larger results are "
+                        "refused with 413 (default: 10000)")
+    p.add_argument("--workers", type=int, default=2, help="query worker processes (default: 2)")
+    p.add_argument("--memory", type=int, default=2048, metavar="MIB",
+                   help="memory one query may take in its worker, in MiB (address space beyond the worker's "
+                        "own); a query beyond it is stopped with 503 (default: 2048; 0: no limit)")
+    p.set_defaults(handler=run)
+    return p
+
+
+def build_dataset(args) -> Dataset:
+    if args.store and args.inputs:
+        raise UsageError("serve: give patient files or --store DIR, not both")
+    if args.store:
+        if args.as_of:
+            raise UsageError("serve: --as-of applies to patient files; a --store was evaluated already")
+        return dataset_from_directory(args.store)
+    if not args.inputs:
+        raise UsageError("serve: give patient files to evaluate, or --store DIR")
+    from .api import recommend
+
+    report = recommend(args.inputs, args.as_of, input_format=getattr(args, "input_format", None))
+    return dataset_from_report(report, args.inputs)
+
+
+def dataset_from_report(report, inputs=()) -> Dataset:
+    n = len(report.patients)
+    files = len(list(inputs))
+    what = f"{n} patient{'s' if n != 1 else ''}"
+    if files:
+        what += f" from {files} input{'s' if files != 1 else ''}"
+    return dataset_from_store(report.store, f"{what}, evaluated as of {report.evaluation.as_of.isoformat()}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # while starting: unwind, so that temporary files and workers go too
+
+
+def run(args) -> int:
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run(args)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _run(args) -> int:
+    dataset = build_dataset(args)
+    try:
+        server = create_server(dataset, bind=args.bind, port=args.port, timeout=args.timeout,
+                               max_results=args.max_results, workers=args.workers, memory=args.memory)
+    except BaseException:
+        dataset.cleanup()
+        raise
+
+    def stop(signum, frame):
+        server.log(f"{signal.Signals(signum).name}: stopping")
+        threading.Thread(target=server.shutdown, name="b12kg-serve-stop", daemon=True).start()
+
+    try:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, stop)
+        if not server.loopback_only:
+            server.log(f"warning: listening on {args.bind}, reachable from other machines; there is no "
+                       "authentication and the data may be patient data")
+        isolation = ("workers have no network access" if server.pool.isolated
+                     else "SERVICE is refused by the query check")
+        server.log(f"serving {dataset.description}; SPARQL endpoint {server.url}/sparql, query page {server.url}/ "
+                   f"({args.workers} workers, {args.timeout:g} s time limit, {args.max_results} results at most, "
+                   f"{isolation})")
+        server.serve_forever(poll_interval=0.25)
+    finally:
+        server.close()
+    server.log("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reasoner.serve …`` (the same as ``b12kg serve …``)."""
+    from .cli import _Parser
+
+    parser = _Parser(prog="b12kg")
+    add_parser(parser.add_subparsers(dest="command", parser_class=_Parser))
+    try:
+        args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+        return args.handler(args)
+    except B12kgError as exc:
+        print(f"b12kg: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("b12kg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
