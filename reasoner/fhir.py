@@ -1209,7 +1209,9 @@ class _Importer:
                 start, text = _parse_date(d["effectiveDateTime"], "effectiveDateTime")
                 if start is None:
                     notes.append(f"effectiveDateTime '{text}' is not a full date; not used")
-                single_day = True
+                # a point in time is one dose for an administration or a completed statement; an
+                # active statement dated by a point in time is an ongoing use that started then
+                single_day = rt == "MedicationAdministration" or status == "completed"
             elif _obj(d, "effectivePeriod") is not None:
                 p = d["effectivePeriod"]
                 if p.get("start") is not None:

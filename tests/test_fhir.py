@@ -577,3 +577,29 @@ def test_content_detection_not_only_extension(tmp_path, capsys):
     assert len(load_sources([str(tmp_path / "bulk.json")]).used) == len(lines)
     code, out, _ = run(capsys, "convert", EXAMPLES / "case01-b12-179-metformin-deficient.ttl")
     assert code == 0 and "b12:TotalB12Result" in out  # RDF input converts too
+
+
+def test_active_statement_dated_by_a_point_in_time_is_ongoing(tmp_path, kb):
+    """An active MedicationStatement with effectiveDateTime and no timing is a use that started then
+    (still current), not a single dose; a completed one is a single dose (regression)."""
+    from reasoner import recommend
+
+    def bundle(status):
+        return {"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p"}},
+            {"resource": {"resourceType": "Condition", "id": "pa", "subject": {"reference": "Patient/p"},
+                          "code": {"coding": [{"system": "http://snomed.info/sct", "code": "84027009"}]},
+                          "onsetDateTime": "2019-01-01"}},
+            {"resource": {"resourceType": "MedicationStatement", "id": "m", "status": status, "subject": {"reference": "Patient/p"},
+                          "medicationCodeableConcept": {"coding": [{"system": "https://w3id.org/b12kg/CodeSystem/local", "code": "hydroxocobalamin"}]},
+                          "effectiveDateTime": "2026-03-01",
+                          "dosage": [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "78421000"}]},
+                                      "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}},
+        ]}
+
+    active = tmp_path / "active.json"
+    active.write_text(json.dumps(bundle("active")))
+    done = tmp_path / "done.json"
+    done.write_text(json.dumps(bundle("completed")))
+    assert "SAFETY-DISCONTINUED-LIFELONG" not in recommend(active, "2026-06-01", kb=kb).ids()
+    assert "SAFETY-DISCONTINUED-LIFELONG" in recommend(done, "2026-06-01", kb=kb).ids()
