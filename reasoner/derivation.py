@@ -659,6 +659,9 @@ class _Reader:
                 self.take()
                 continue
             up = t.up
+            if t.text == "{" and self.peek(1).up == "SELECT":
+                els.extend(self._subquery())  # a subquery's conditions are the shape's conditions
+                continue
             if t.text == "{":
                 start = t.start
                 branches = [self.group()]
@@ -702,6 +705,22 @@ class _Reader:
                 els.append(self._values())
             else:
                 els.append(self._triples())
+
+    def _subquery(self) -> list[El]:
+        """``{ SELECT … WHERE { … } modifiers }``: read the inner WHERE group, skip the rest."""
+        self.expect("{")
+        while self.peek().text != "{" and self.peek().kind != "eof":
+            self.take()  # SELECT, projection, WHERE
+        inner = self.group()
+        depth = 0
+        while True:  # GROUP BY / ORDER BY / LIMIT … up to the closing brace
+            t = self.take()
+            if t.kind == "eof" or (t.text == "}" and depth == 0):
+                return inner
+            if t.text in ("(", "{"):
+                depth += 1
+            elif t.text in (")", "}"):
+                depth -= 1
 
     def _values(self) -> El:
         start = self.take().start
