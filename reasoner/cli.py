@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from .errors import B12kgError, UsageError
+from .output import write_output as _write
 
 FORMATS = ("text", "json", "turtle", "jsonld", "html")
 COHORT_FORMATS = ("ndjson", "csv")
@@ -94,14 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write(text: str, output: str) -> None:
-    if output == "-":
-        sys.stdout.write(text)
-        return
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 def _validate_view(report, fmt: str) -> str:

@@ -17,6 +17,7 @@ import pyoxigraph as ox
 import rdflib
 from rdflib.namespace import RDF, SH
 
+from .classify import to_oxigraph as _to_ox
 from .errors import KnowledgeBaseError
 
 DCT_IDENTIFIER = rdflib.URIRef("http://purl.org/dc/terms/identifier")
@@ -57,16 +58,6 @@ class _Shape:
     targets: list[tuple[str, object]]
     constraints: list[_Constraint]
     unbound: bool = False
-
-
-def _to_ox(term):
-    if isinstance(term, rdflib.URIRef):
-        return ox.NamedNode(str(term))
-    if isinstance(term, rdflib.BNode):
-        return ox.BlankNode(str(term))
-    if term.language:
-        return ox.Literal(str(term), language=term.language)
-    return ox.Literal(str(term), datatype=ox.NamedNode(str(term.datatype or "http://www.w3.org/2001/XMLSchema#string")))
 
 
 def _prefixes(shapes: rdflib.Graph, node) -> str:

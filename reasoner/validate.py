@@ -11,7 +11,7 @@ import rdflib
 from rdflib.namespace import SH as RSH
 
 from .classify import to_rdflib
-from .vocab import BASE, DCTERMS, ENGINE, G_INFERRED, RDF_TYPE, SH, STATEMENT, b12, prov
+from .vocab import DCTERMS, ENGINE, G_INFERRED, RDF_TYPE, SH, STATEMENT, b12, prov
 
 
 def data_graph(ev) -> rdflib.Graph:

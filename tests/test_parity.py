@@ -8,7 +8,6 @@ import tomllib
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 
 from reasoner import pipeline as P
 from reasoner.load import load_sources, parse_rdf

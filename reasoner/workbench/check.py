@@ -456,15 +456,7 @@ def build_qc_graph(root: Path, *, cooccurrence: bool = True, kb: KnowledgeBase |
 # Co-firing recommendations on the shipped cases
 # ---------------------------------------------------------------------------------------------
 
-SNIPPET_PREFIXES = """\
-@prefix b12: <https://w3id.org/b12kg/> .
-@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
-@prefix ex: <https://example.org/test/> .
-@prefix sct: <http://snomed.info/id/> .
-@prefix loinc: <https://loinc.org/rdf/> .
-@prefix rxnorm: <http://purl.bioontology.org/ontology/RXNORM/> .
-@prefix local: <https://w3id.org/b12kg/CodeSystem/local/> .
-"""
+from .verify import SNIPPET_PREFIXES  # noqa: E402 - the same snippet wrapper as b12kg verify
 SNIPPET_NS = "https://example.org/test/"
 
 

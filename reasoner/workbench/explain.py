@@ -8,10 +8,9 @@ derivation graph; for an identifier that did not fire, the graph of its conditio
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 from ..errors import UsageError
+from ..output import write_output as _write
 
 FORMATS = ("text", "dot", "mermaid", "json")
 
@@ -109,11 +108,3 @@ def explain(report, item_id: str, patient: str | None = None, fmt: str = "text")
     return d.to_mermaid(graph)
 
 
-def _write(text: str, output: str) -> None:
-    if output == "-":
-        sys.stdout.write(text)
-        return
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{output}: cannot write: {exc.strerror or exc}") from None

@@ -23,8 +23,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, UsageError
+from ..errors import InputError
 from ..vocab import BASE, SHAPE, STATEMENT
+from ..output import write_output as _write
 
 ID_PATTERN = r"(?:DX|TX|PAIN|MON|SAFETY|INFO|CONFLICT)-[A-Z0-9]+(?:-[A-Z0-9]+)*"
 _CATALOG_ROW = re.compile(rf"^\| ({ID_PATTERN}) ", re.M)
@@ -558,14 +559,6 @@ def to_html(m: Matrix) -> str:
 # ---- command line ----
 
 
-def _write(text: str, output: str) -> None:
-    if output == "-":
-        sys.stdout.write(text)
-        return
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

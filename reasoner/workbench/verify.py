@@ -23,14 +23,14 @@ import argparse
 import datetime as dt
 import json
 import re
-import sys
 import time
 import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import B12kgError, InputError, UsageError
+from ..errors import B12kgError, InputError
+from ..output import write_output as _write
 
 #: Suffixes of JSON case files.
 JSON_CASE_SUFFIXES = (".expected.json", ".case.json")
@@ -491,14 +491,6 @@ def to_junit(files: list[CaseFile]) -> str:
 # ---- command line ----
 
 
-def _write(text: str, output: str) -> None:
-    if output == "-":
-        sys.stdout.write(text)
-        return
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
