@@ -180,6 +180,13 @@ class KnowledgeBase:
         """Rules with low < stratum <= high, in evaluation order."""
         return [r for r in self.rules if low < r.stratum <= high]
 
+    @cached_property
+    def evaluation_quads(self) -> list[ox.Quad]:
+        """What every evaluation starts from: the ontology and the rule/shape descriptions."""
+        from .vocab import G_ONTOLOGY
+
+        return list(self.ontology_quads) + self.rule_metadata_quads(G_ONTOLOGY)
+
     def rule_metadata_quads(self, graph: ox.NamedNode) -> list[ox.Quad]:
         """Describe every rule as a prov:Plan so reports and SPARQL users can follow the links."""
         from .vocab import DCTERMS, RDF_TYPE, RDFS, b12, prov

@@ -81,9 +81,8 @@ def new_evaluation(kb: KnowledgeBase, data: PatientData, as_of: dt.date, backend
     """Start an evaluation: ontology, patient data, rule descriptions and the as-of date in one
     store (a fresh in-memory Oxigraph store unless a backend is given)."""
     backend = backend if backend is not None else EmbeddedBackend()
-    quads = list(kb.ontology_quads)
+    quads = list(kb.evaluation_quads)
     quads += data.quads
-    quads += kb.rule_metadata_quads(G_ONTOLOGY)
     quads += [
         ox.Quad(CONTEXT, RDF_TYPE, b12("EvaluationContext"), G_CONTEXT),
         ox.Quad(CONTEXT, b12("asOf"), ox.Literal(as_of.isoformat(), datatype=ox.NamedNode(XSD + "date")), G_CONTEXT),

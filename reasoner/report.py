@@ -43,6 +43,16 @@ def _num(text: str):
 
 
 def _statement_tables(ev: Evaluation):
+    """Citations, regimens and conflict sides of every statement: ontology data, computed once per
+    knowledge base (they do not depend on the patients)."""
+    cached = getattr(ev.kb, "_statement_tables", None)
+    if cached is None:
+        cached = _compute_statement_tables(ev)
+        ev.kb._statement_tables = cached
+    return cached
+
+
+def _compute_statement_tables(ev: Evaluation):
     citations = defaultdict(list)
     for r in ev.query(engine_query("citations")):
         citations[r["st"].value].append(
