@@ -189,9 +189,11 @@ def units_stage(ev: Evaluation) -> None:
 
 def _patient_of(ev: Evaluation, record: ox.NamedNode) -> str | None:
     for q in ev.backend.quads(record, b12("subject")):
-        return q.object.value
+        if isinstance(q.object, ox.NamedNode):  # a literal subject is an input problem, not a patient
+            return q.object.value
     for q in ev.backend.quads(None, b12("hasRecord"), record):
-        return q.subject.value
+        if isinstance(q.subject, ox.NamedNode):
+            return q.subject.value
     return None
 
 

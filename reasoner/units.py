@@ -58,7 +58,17 @@ def factor(from_unit: str, to_unit: str, molar_mass: float | None = None) -> Dec
     raise UnitError(f"unit '{from_unit}' cannot be converted to '{to_unit}'")
 
 
+_CONTEXT = 80  # digits: enough for any value a record can carry, to 9 decimals
+
+
 def convert(value: Decimal, from_unit: str, to_unit: str, molar_mass: float | None = None) -> Decimal:
+    from decimal import InvalidOperation, localcontext
+
     f = factor(from_unit, to_unit, molar_mass)
-    out = (Decimal(value) * f).quantize(Decimal("0.000000001"))
+    with localcontext() as ctx:
+        ctx.prec = _CONTEXT
+        try:
+            out = (Decimal(value) * f).quantize(Decimal("0.000000001"))
+        except InvalidOperation:
+            raise UnitError(f"value {value} {from_unit} is out of range") from None
     return out.normalize()

@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the b12kg CLI (see docs/reliability.md)."""
