@@ -403,6 +403,14 @@ def parse_json(text: str):
 # --------------------------------------------------------------------------------------------
 
 
+def _record_head(s: ox.NamedNode, concepts, codes, patient: str) -> list[ox.Triple]:
+    """The triples every record starts with: its concept classes, its codes, its patient."""
+    out = [ox.Triple(s, RDF_TYPE, ox.NamedNode(c.iri)) for c in concepts]
+    out += [ox.Triple(s, b12("code"), ox.NamedNode(code)) for code in codes]
+    out.append(ox.Triple(s, b12("subject"), ox.NamedNode(patient)))
+    return out
+
+
 class _Importer:
     def __init__(self, term: Terminology):
         self.t = term
@@ -825,11 +833,7 @@ class _Importer:
                 notes.append(f"{key} not used: the concept is recorded as present, without a value")
         if day is None:
             raise _Skip("observation without a date (effectiveDateTime or effectivePeriod)")
-        for c in concepts:
-            t.append(ox.Triple(s, RDF_TYPE, ox.NamedNode(c.iri)))
-        for code in codes:
-            t.append(ox.Triple(s, b12("code"), ox.NamedNode(code)))
-        t.append(ox.Triple(s, b12("subject"), ox.NamedNode(patient)))
+        t += _record_head(s, concepts, codes, patient)
         t.append(ox.Triple(s, b12("date"), _date_lit(day)))
         if not any(c.coded_observation or c.procedure for c in concepts):
             t.append(ox.Triple(s, b12("onset"), _date_lit(day)))
@@ -942,11 +946,7 @@ class _Importer:
             raise _Skip(f"length not used: {exc}") from None
         day = self._effective(res, notes)
         s = ox.NamedNode(res.iri)
-        for c in concepts:
-            t.append(ox.Triple(s, RDF_TYPE, ox.NamedNode(c.iri)))
-        for code in codes:
-            t.append(ox.Triple(s, b12("code"), ox.NamedNode(code)))
-        t.append(ox.Triple(s, b12("subject"), ox.NamedNode(patient)))
+        t += _record_head(s, concepts, codes, patient)
         t += [ox.Triple(s, b12("value"), _num_lit(value)), ox.Triple(s, b12("unit"), ox.Literal(unit))]
         if day is not None:
             t.append(ox.Triple(s, b12("date"), _date_lit(day)))
@@ -989,11 +989,7 @@ class _Importer:
                 if onset is not None:
                     notes.append("no onset; the recorded date is used as onset")
         s = ox.NamedNode(res.iri)
-        for c in concepts:
-            t.append(ox.Triple(s, RDF_TYPE, ox.NamedNode(c.iri)))
-        for code in codes:
-            t.append(ox.Triple(s, b12("code"), ox.NamedNode(code)))
-        t.append(ox.Triple(s, b12("subject"), ox.NamedNode(patient)))
+        t += _record_head(s, concepts, codes, patient)
         if onset is not None:
             t.append(ox.Triple(s, b12("onset"), _date_lit(onset)))
             if any(c.coded_observation or c.procedure for c in concepts):
@@ -1020,11 +1016,7 @@ class _Importer:
         concepts = [c for c in concepts if not c.lab]
         day = self._effective(res, notes, what="performed")
         s = ox.NamedNode(res.iri)
-        for c in concepts:
-            t.append(ox.Triple(s, RDF_TYPE, ox.NamedNode(c.iri)))
-        for code in codes:
-            t.append(ox.Triple(s, b12("code"), ox.NamedNode(code)))
-        t.append(ox.Triple(s, b12("subject"), ox.NamedNode(patient)))
+        t += _record_head(s, concepts, codes, patient)
         if day is not None:
             t.append(ox.Triple(s, b12("date"), _date_lit(day)))
         else:
