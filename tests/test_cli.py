@@ -8,25 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from reasoner.cli import main
+from tests.cli_helpers import one_line_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE01 = str(ROOT / "examples" / "case01-b12-179-metformin-deficient.ttl")
 CASE10 = str(ROOT / "examples" / "case10-b12-120-pmol-folic-acid-1mg.ttl")
 CASE59 = str(ROOT / "examples" / "case59-pregnant-folic-acid-normal-b12-negative.ttl")
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_recommend_json_contract(capsys):

@@ -16,8 +16,8 @@ import pyoxigraph as ox
 import pytest
 
 from reasoner import recommend
-from reasoner.cli import main
 from reasoner.load import PatientData, load_sources
+from tests.cli_helpers import one_line_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -45,19 +45,6 @@ def patient_of(data: PatientData) -> str:
 
 def triples(data: PatientData) -> set[tuple[str, str, str]]:
     return {(q.subject.value, q.predicate.value, q.object.value) for q in data.quads}
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def accounted(data: PatientData) -> None:

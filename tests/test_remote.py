@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reasoner.cli import main
+from tests.cli_helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.ttl"))
@@ -44,12 +44,6 @@ def server(tmp_path_factory):
     yield url
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_remote_store_gives_the_embedded_report(server, capsys):

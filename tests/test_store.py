@@ -8,17 +8,11 @@ from pathlib import Path
 import pytest
 
 from reasoner import cohort, recommend
-from reasoner.cli import main
 from reasoner.store import PatientStore
+from tests.cli_helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.ttl"))
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
