@@ -306,31 +306,26 @@ def _json_type(v) -> str:
             dict: "an object"}.get(type(v), type(v).__name__)
 
 
-def _obj(d: dict, key: str, what: str = "") -> dict | None:
+def _typed(d: dict, key: str, kind: type, noun: str, what: str, missing):
+    """d[key] checked against the JSON type FHIR R4 gives it (one-line error otherwise)."""
     v = d.get(key)
     if v is None:
-        return None
-    if not isinstance(v, dict):
-        raise _Bad(f"not FHIR R4: '{what or key}' must be a JSON object, not {_json_type(v)}")
+        return missing
+    if not isinstance(v, kind):
+        raise _Bad(f"not FHIR R4: '{what or key}' must be {noun}, not {_json_type(v)}")
     return v
+
+
+def _obj(d: dict, key: str, what: str = "") -> dict | None:
+    return _typed(d, key, dict, "a JSON object", what, None)
 
 
 def _arr(d: dict, key: str, what: str = "") -> list:
-    v = d.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise _Bad(f"not FHIR R4: '{what or key}' must be a JSON array, not {_json_type(v)}")
-    return v
+    return _typed(d, key, list, "a JSON array", what, [])
 
 
 def _str(d: dict, key: str, what: str = "") -> str | None:
-    v = d.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, str):
-        raise _Bad(f"not FHIR R4: '{what or key}' must be a string, not {_json_type(v)}")
-    return v
+    return _typed(d, key, str, "a string", what, None)
 
 
 def _codings(cc: dict | None, what: str) -> list[tuple[str | None, str, str | None]]:
