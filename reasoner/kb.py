@@ -137,6 +137,13 @@ class KnowledgeBase:
         return [t for t in full if t[1] in keep and t[0] not in skip]
 
     @cached_property
+    def compiled_tbox(self):
+        """The TBox closed once and indexed for the fast classifier (reasoner.classify)."""
+        from .classify import CompiledTBox
+
+        return CompiledTBox(self.tbox_rdflib)
+
+    @cached_property
     def shapes_ontology_slice(self):
         """Ontology triples the shapes read: parameter values and the types of named individuals."""
         import rdflib

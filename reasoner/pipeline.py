@@ -15,7 +15,7 @@ import pyoxigraph as ox
 
 from . import units
 from .backend import Backend, EmbeddedBackend
-from .classify import classify
+from .classify import classify, classify_fast
 from .kb import PRE_CLASSIFICATION_STRATUM, VALIDATION_STRATUM, KnowledgeBase, Rule
 from .load import PatientData
 from .vocab import (
@@ -142,11 +142,17 @@ def run_strata(ev: Evaluation, low: int, high: int) -> None:
         run_rule(ev, rule)
 
 
-def classify_stage(ev: Evaluation) -> None:
+def classify_stage(ev: Evaluation, engine: str = "fast") -> None:
+    """OWL 2 RL classification of the patient facts: ``fast`` runs the TBox compiled once per
+    knowledge base (falling back to ``reasonable`` for anything it does not cover);
+    ``reasonable`` runs the reference reasoner on the whole TBox every time."""
     data = ev.backend.quads(graph=G_DATA)
     data_nodes = {q.subject.value for q in data if isinstance(q.subject, ox.NamedNode)}
     facts = [q.triple for q in data] + [q.triple for q in ev.backend.quads(graph=G_INFERRED)]
-    inferred = classify(ev.kb.tbox_rdflib, facts, data_nodes)
+    if engine == "fast":
+        inferred = classify_fast(ev.kb.compiled_tbox, ev.kb.tbox_rdflib, facts, data_nodes)
+    else:
+        inferred = classify(ev.kb.tbox_rdflib, facts, data_nodes)
     ev.backend.extend([ox.Quad(t.subject, t.predicate, t.object, G_INFERRED) for t in inferred])
 
 

@@ -93,3 +93,66 @@ def test_parity_synthetic_cohort_1000(kb, tmp_path):
         batch.quads = [q for p in patients[i:i + 100] for q in groups[p]]
         total += len(assert_parity(evaluated(kb, batch, dt.date(2026, 6, 1))))
     assert total > 100
+
+
+# ---- OWL classification: the compiled fast path and the reference reasoner -----------------------
+
+
+def _classified_both(kb, data, as_of):
+    """Classify the same facts with the compiled TBox and with ``reasonable``; return both sets."""
+    import pyoxigraph as ox
+
+    from reasoner.classify import classify, classify_fast
+    from reasoner.vocab import G_DATA, G_INFERRED
+
+    ev = P.new_evaluation(kb, data, as_of)
+    P.exclude_records(ev)
+    P.run_strata(ev, -(10**6), 0)
+    quads = ev.backend.quads(graph=G_DATA)
+    nodes = {q.subject.value for q in quads if isinstance(q.subject, ox.NamedNode)}
+    facts = [q.triple for q in quads] + [q.triple for q in ev.backend.quads(graph=G_INFERRED)]
+    return set(classify_fast(kb.compiled_tbox, kb.tbox_rdflib, facts, nodes)), set(classify(kb.tbox_rdflib, facts, nodes))
+
+
+def test_classify_parity_examples_and_every_case(kb):
+    """Every example and every catalog case (merged per as-of date): identical inferred triples."""
+    assert kb.compiled_tbox.supported, "the ontology uses an OWL construct the compiled classifier lacks"
+    files = [str(p) for p in sorted((ROOT / "examples").glob("*.ttl"))] + [str(ROOT / "tests" / "data" / "population.ttl")]
+    fast, reference = _classified_both(kb, load_sources(files), dt.date(2026, 6, 1))
+    assert fast == reference and len(fast) > 300
+    groups: dict[str, list[str]] = defaultdict(list)
+    for f in sorted((ROOT / "tests" / "cases").glob("*.toml")):
+        for i, case in enumerate(tomllib.loads(f.read_text(encoding="utf-8")).get("case", [])):
+            ns = f"https://example.org/owl-parity/{f.stem}/{i}/"
+            ttl = patient_turtle(f"@prefix exq: <{ns}> .\n" + case["turtle"].replace("ex:", "exq:"), patient=ns + "p")
+            groups[case.get("as_of", "2026-06-01")].append(ttl)
+    assert sum(len(v) for v in groups.values()) > 500
+    for as_of, ttls in groups.items():
+        data = load_sources([])
+        for k, ttl in enumerate(ttls):
+            data.quads.extend(parse_rdf(f"case{k}.ttl", ttl.encode()).quads)
+        fast, reference = _classified_both(kb, data, dt.date.fromisoformat(as_of))
+        assert fast == reference
+
+
+def test_classify_parity_synthetic_cohort(kb, tmp_path):
+    from reasoner.cli import main
+
+    cohort = tmp_path / "cohort.ttl"
+    assert main(["synth", "--n", "1000", "--seed", "3", "-o", str(cohort)]) == 0
+    fast, reference = _classified_both(kb, load_sources([str(cohort)]), dt.date(2026, 6, 1))
+    assert fast == reference and len(fast) > 10000
+
+
+def test_classify_fast_falls_back_on_schema_triples(kb):
+    """Patient data carrying OWL/RDFS vocabulary is classified by the reference reasoner: the
+    compiled TBox would miss what such triples add."""
+    text = """@prefix b12: <https://w3id.org/b12kg/> . @prefix ex: <https://example.org/s/> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+ex:p a b12:Patient . ex:Odd rdfs:subClassOf b12:Patient . ex:q a ex:Odd ."""
+    data = parse_rdf("schema.ttl", text.encode())
+    triples = [(q.subject.value, q.predicate.value, q.object.value) for q in data.quads]
+    assert not kb.compiled_tbox.accepts(triples)
+    fast, reference = _classified_both(kb, data, dt.date(2026, 6, 1))
+    assert fast == reference
+    assert any(t.subject.value.endswith("/q") and t.object.value.endswith("Patient") for t in fast)
