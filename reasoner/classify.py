@@ -6,6 +6,8 @@ and nothing about the ontology's own terms is added to the data.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import pyoxigraph as ox
 import rdflib
 
@@ -215,44 +217,96 @@ class CompiledTBox:
         return True
 
     def closure(self, triples: list[tuple[str, str, str]]) -> tuple[dict[str, set[str]], set[tuple[str, str, str]]]:
-        """The OWL 2 RL fixpoint of the TBox plus these (non-literal) triples: (types, edges)."""
-        types: dict[str, set[str]] = {s: set(cs) for s, cs in self.types.items()}
+        """The OWL 2 RL fixpoint of the TBox plus these (non-literal) triples: (types, edges).
+
+        The fixpoint of the ontology's own individuals is computed once (``_base``); each call
+        starts from it and only propagates the new facts, copying a node's types on first change.
+        """
+        base_types, base_edges, base_out, base_in = self._base
+        types: dict[str, set[str]] = {}
         edges: set[tuple[str, str, str]] = set()
         out_by_sp: dict[tuple[str, str], set[str]] = {}
         in_by_op: dict[tuple[str, str], set[str]] = {}
         queue: list[tuple] = []
+        empty: frozenset = frozenset()
+
+        def types_of(x: str):
+            ts = types.get(x)
+            return ts if ts is not None else base_types.get(x, empty)
 
         def add_type(x: str, c: str) -> None:
             ts = types.get(x)
             if ts is None:
-                ts = types[x] = set()
+                if c in base_types.get(x, empty):
+                    return
+                ts = types[x] = set(base_types.get(x, empty))
             if c not in ts:
                 ts.add(c)
                 queue.append((x, c))
 
         def add_edge(s: str, p: str, o: str) -> None:
             e = (s, p, o)
-            if e not in edges:
+            if e not in edges and e not in base_edges:
                 edges.add(e)
                 out_by_sp.setdefault((s, p), set()).add(o)
                 in_by_op.setdefault((o, p), set()).add(s)
                 queue.append(e)
+
+        def objects(s: str, p: str) -> list[str]:
+            return [*out_by_sp.get((s, p), ()), *base_out.get((s, p), ())]
+
+        def subjects(o: str, p: str) -> list[str]:
+            return [*in_by_op.get((o, p), ()), *base_in.get((o, p), ())]
 
         for s, p, o in triples:
             if p == _TYPE:
                 add_type(s, o)
             else:
                 add_edge(s, p, o)
-        # the ontology individuals' own types trigger rules too (e.g. cls-svf1 on a status value)
-        queue.extend((x, c) for x, cs in self.types.items() for c in cs)
+        self._propagate(queue, types_of, add_type, add_edge, objects, subjects)
+        all_types = dict(base_types)
+        all_types.update(types)
+        return all_types, edges | base_edges
+
+    @cached_property
+    def _base(self):
+        """The fixpoint of the ontology individuals' own class assertions (no patient facts)."""
+        types: dict[str, set[str]] = {}
+        edges: set[tuple[str, str, str]] = set()
+        out_by_sp: dict[tuple[str, str], set[str]] = {}
+        in_by_op: dict[tuple[str, str], set[str]] = {}
+        queue: list[tuple] = []
+
+        def add_type(x: str, c: str) -> None:
+            ts = types.setdefault(x, set())
+            if c not in ts:
+                ts.add(c)
+                queue.append((x, c))
+
+        def add_edge(s: str, p: str, o: str) -> None:
+            if (s, p, o) not in edges:
+                edges.add((s, p, o))
+                out_by_sp.setdefault((s, p), set()).add(o)
+                in_by_op.setdefault((o, p), set()).add(s)
+                queue.append((s, p, o))
+
+        for x, cs in self.types.items():
+            for c in cs:
+                add_type(x, c)
+        self._propagate(queue, lambda x: types.get(x, ()), add_type, add_edge,
+                        lambda s, p: list(out_by_sp.get((s, p), ())), lambda o, p: list(in_by_op.get((o, p), ())))
+        return types, frozenset(edges), out_by_sp, in_by_op
+
+    def _propagate(self, queue, types_of, add_type, add_edge, objects, subjects) -> None:
+        """Run the instance rules until nothing new is derived."""
         while queue:
             item = queue.pop()
             if len(item) == 2:
                 x, c = item
                 for d in self.sup.get(c, ()):
                     add_type(x, d)
-                xs = types[x]
                 for i in self.int_by_member.get(c, ()):
+                    xs = types_of(x)
                     if i not in xs and all(m in xs for m in self.intersection[i]):
                         add_type(x, i)
                 for m in self.intersection.get(c, ()):
@@ -262,10 +316,10 @@ class CompiledTBox:
                 for prop, v in self.hv_by_class.get(c, ()):
                     add_edge(x, prop, v)
                 for restriction, prop in self.svf_by_filler.get(c, ()):
-                    for s in list(in_by_op.get((x, prop), ())):
+                    for s in subjects(x, prop):
                         add_type(s, restriction)
                 for prop, d in self.avf_by_class.get(c, ()):
-                    for o in list(out_by_sp.get((x, prop), ())):
+                    for o in objects(x, prop):
                         add_type(o, d)
             else:
                 s, p, o = item
@@ -279,23 +333,20 @@ class CompiledTBox:
                     add_type(s, c)
                 for c in self.rng.get(p, ()):
                     add_type(o, c)
-                os_ = types.get(o, ())
                 for restriction, filler in self.svf_by_prop.get(p, ()):
-                    if filler == _THING or filler in os_:
+                    if filler == _THING or filler in types_of(o):
                         add_type(s, restriction)
                 for restriction, v in self.hv_by_prop.get(p, ()):
                     if o == v:
                         add_type(s, restriction)
-                ss = types.get(s, ())
                 for restriction, d in self.avf_by_prop.get(p, ()):
-                    if restriction in ss:
+                    if restriction in types_of(s):
                         add_type(o, d)
                 if p in self.trans:
-                    for z in list(out_by_sp.get((o, p), ())):
+                    for z in objects(o, p):
                         add_edge(s, p, z)
-                    for w in list(in_by_op.get((s, p), ())):
+                    for w in subjects(s, p):
                         add_edge(w, p, o)
-        return types, edges
 
 
 def _reach(start: str, graph: dict[str, set[str]]) -> set[str]:

@@ -137,6 +137,20 @@ class KnowledgeBase:
         return [t for t in full if t[1] in keep and t[0] not in skip]
 
     @cached_property
+    def rule_guards(self) -> dict[str, tuple[ox.NamedNode, ...]]:
+        """Per rule, the classes its query cannot match without (reasoner.guard)."""
+        from .guard import required_classes
+
+        return {r.id: tuple(ox.NamedNode(c) for c in required_classes(r.text)) for r in self.rules}
+
+    @cached_property
+    def store_pool(self):
+        """Working stores pre-filled with :attr:`evaluation_quads` (reasoner.pipeline.StorePool)."""
+        from .pipeline import StorePool
+
+        return StorePool(self.evaluation_quads)
+
+    @cached_property
     def compiled_tbox(self):
         """The TBox closed once and indexed for the fast classifier (reasoner.classify)."""
         from .classify import CompiledTBox

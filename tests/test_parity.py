@@ -156,3 +156,24 @@ ex:p a b12:Patient . ex:Odd rdfs:subClassOf b12:Patient . ex:q a ex:Odd ."""
     fast, reference = _classified_both(kb, data, dt.date(2026, 6, 1))
     assert fast == reference
     assert any(t.subject.value.endswith("/q") and t.object.value.endswith("Patient") for t in fast)
+
+
+def test_guards_do_not_change_reports(kb, tmp_path, monkeypatch):
+    """Skipping rules and shape queries whose guard classes have no instance (reasoner.guard)
+    gives the same report as running every query: on the examples one by one, and on a
+    500-patient synthetic cohort evaluated at once."""
+    from reasoner.cli import main
+    from reasoner.report import to_dict
+
+    guarded = [r for r in kb.rules if kb.rule_guards[r.id]]
+    assert len(guarded) > 30
+    cohort = tmp_path / "cohort.ttl"
+    assert main(["synth", "--n", "500", "--seed", "5", "-o", str(cohort)]) == 0
+    inputs = [[str(p)] for p in sorted((ROOT / "examples").glob("*.ttl"))] + [[str(cohort)]]
+
+    def reports():
+        return [to_dict(P.evaluate(kb, load_sources(files), dt.date(2026, 6, 1))) for files in inputs]
+
+    with_guards = reports()
+    monkeypatch.setattr(P, "USE_GUARDS", False)
+    assert reports() == with_guards
