@@ -217,7 +217,8 @@ def classify_stage(ev: Evaluation, engine: str = "fast") -> None:
         inferred = classify_fast(ev.kb.compiled_tbox, ev.kb.tbox_rdflib, facts, data_nodes)
     else:
         inferred = classify(ev.kb.tbox_rdflib, facts, data_nodes)
-    ev.backend.extend([ox.Quad(t.subject, t.predicate, t.object, G_INFERRED) for t in inferred])
+    known = set(facts)  # asserted or already inferred: not added again
+    ev.backend.extend([ox.Quad(t.subject, t.predicate, t.object, G_INFERRED) for t in inferred if t not in known])
 
 
 def units_stage(ev: Evaluation) -> None:

@@ -24,7 +24,7 @@ SEVERITY = {"http://www.w3.org/ns/shacl#Violation": "Violation", "http://www.w3.
 
 def report_stage(ev: Evaluation) -> None:
     quads = []
-    for name in ("report-graph", "report-states"):
+    for name in ("report-items", "report-derivations", "report-because", "report-citations", "report-states"):
         quads += [ox.Quad(t.subject, t.predicate, t.object, G_REPORT) for t in ev.query(engine_query(name))]
     for u in ev.unused:
         node = ox.NamedNode(u.resource)
