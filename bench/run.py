@@ -88,17 +88,26 @@ def naive_baseline(sample: Path, patients: int) -> float:
     return (time.perf_counter() - t) / patients
 
 
-def warm_latency(repeat: int = 30) -> float:
+def warm_latency(repeat: int = 50) -> dict[str, float]:
+    """Median seconds for one patient in a warm process: the evaluation (every stage and the PROV
+    report graph: ``recommend()``), and the same plus the indented JSON view (``.serialize("json")``);
+    wall and process CPU time (the CPU figure is what a shared machine's noise distorts least)."""
     from reasoner import recommend
 
     f = ROOT / "examples" / "case45-pernicious-anaemia-paraesthesia-nonneuro-regimen.ttl"
-    recommend(f, AS_OF)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+    for _ in range(5):
         recommend(f, AS_OF).serialize("json")
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    out: dict[str, float] = {}
+    for name, call in (("evaluate", lambda: recommend(f, AS_OF)), ("json", lambda: recommend(f, AS_OF).serialize("json"))):
+        walls, cpus = [], []
+        for _ in range(repeat):
+            t, c = time.perf_counter(), time.process_time()
+            call()
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+        out[name] = statistics.median(walls)
+        out[name + "_cpu"] = statistics.median(cpus)
+    return out
 
 
 def cold_start(repeat: int = 3) -> float:
@@ -155,7 +164,8 @@ def main() -> int:
     print(f"naive baseline (rdflib + owlrl + rdflib SPARQL + pySHACL, {args.baseline_sample} patients): {base:.2f} s/patient", flush=True)
     warm = warm_latency()
     cold = cold_start()
-    print(f"one patient warm, in process: {warm * 1000:.1f} ms; CLI cold start: {cold:.2f} s", flush=True)
+    print(f"one patient warm, in process: evaluation {warm['evaluate'] * 1000:.1f} ms (CPU {warm['evaluate_cpu'] * 1000:.1f} ms), "
+          f"with the JSON view {warm['json'] * 1000:.1f} ms (CPU {warm['json_cpu'] * 1000:.1f} ms); CLI cold start: {cold:.2f} s", flush=True)
 
     by_n = {r["n"]: r for r in rows}
     targets = []
@@ -168,7 +178,10 @@ def main() -> int:
         lin = by_n[100000]["seconds"] / by_n[10000]["seconds"]
         targets.append(("100,000 ÷ 10,000 time (linearity)", "≤ 12×", f"{lin:.1f}×", lin <= 12))
         targets.append(("100,000 patients: peak memory", "≤ 2 GiB", f"{by_n[100000]['peak_mib']} MiB", by_n[100000]["peak_mib"] <= 2048))
-    targets.append(("one patient, warm in process", "≤ 20 ms", f"{warm * 1000:.1f} ms", warm <= 0.020))
+    targets.append(("one patient, warm in process: evaluation with the PROV report graph", "≤ 20 ms",
+                    f"{warm['evaluate'] * 1000:.1f} ms (CPU {warm['evaluate_cpu'] * 1000:.1f} ms)", warm["evaluate"] <= 0.020))
+    targets.append(("one patient, warm in process: the same plus the indented JSON view", "≤ 20 ms",
+                    f"{warm['json'] * 1000:.1f} ms (CPU {warm['json_cpu'] * 1000:.1f} ms)", warm["json"] <= 0.020))
     targets.append(("`b12kg recommend` one patient, cold start", "≤ 1.5 s (guidance)", f"{cold:.2f} s", cold <= 1.5))
     for name, want, got, ok in targets:
         print(f"  {'MET ' if ok else 'GAP '} {name}: {got} (target {want})")
@@ -188,7 +201,9 @@ def main() -> int:
         "",
         f"Naive baseline (rdflib parse + owlrl closure + rules in rdflib's SPARQL engine + pySHACL) on a "
         f"{args.baseline_sample}-patient sample: **{base:.2f} s per patient**.",
-        f"One patient, warm, in process: **{warm * 1000:.1f} ms**. `b12kg recommend` on one patient from a cold start: **{cold:.2f} s**.",
+        f"One patient, warm, in process (median of 50): evaluation with the PROV report graph **{warm['evaluate'] * 1000:.1f} ms** "
+        f"(CPU {warm['evaluate_cpu'] * 1000:.1f} ms); with the indented JSON view **{warm['json'] * 1000:.1f} ms** "
+        f"(CPU {warm['json_cpu'] * 1000:.1f} ms). `b12kg recommend` on one patient from a cold start: **{cold:.2f} s**.",
         "",
         "| target | wanted | measured | |",
         "|---|---|---|---|",

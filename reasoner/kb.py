@@ -137,11 +137,11 @@ class KnowledgeBase:
         return [t for t in full if t[1] in keep and t[0] not in skip]
 
     @cached_property
-    def rule_guards(self) -> dict[str, tuple[ox.NamedNode, ...]]:
-        """Per rule, the classes its query cannot match without (reasoner.guard)."""
-        from .guard import required_classes
+    def rule_guards(self) -> dict[str, tuple[tuple[ox.NamedNode, ox.NamedNode], ...]]:
+        """Per rule, the (predicate, object) pairs its query cannot match without (reasoner.guard)."""
+        from .guard import required_triples
 
-        return {r.id: tuple(ox.NamedNode(c) for c in required_classes(r.text)) for r in self.rules}
+        return {r.id: tuple((ox.NamedNode(p), ox.NamedNode(o)) for p, o in required_triples(r.text)) for r in self.rules}
 
     @cached_property
     def store_pool(self):

@@ -19,7 +19,7 @@ from rdflib.namespace import RDF, SH
 
 from .classify import to_oxigraph as _to_ox
 from .errors import KnowledgeBaseError
-from .guard import required_classes
+from .guard import required_triples
 
 DCT_IDENTIFIER = rdflib.URIRef("http://purl.org/dc/terms/identifier")
 _SUPPORTED = {
@@ -49,7 +49,7 @@ class Result:
 class _Constraint:
     query: str
     message: str | None
-    #: classes the query cannot match without (reasoner.guard)
+    #: (predicate, object) pairs the query cannot match without (reasoner.guard)
     requires: tuple = ()
 
 
@@ -96,7 +96,7 @@ def compile_shapes(shapes: rdflib.Graph) -> list[_Shape]:
                 raise KnowledgeBaseError(f"shape {shape}: sh:sparql without sh:select")
             msg = shapes.value(c, SH.message) or shapes.value(shape, SH.message)
             query = _prefixes(shapes, c) + str(select)
-            requires = tuple(ox.NamedNode(i) for i in required_classes(query))
+            requires = tuple((ox.NamedNode(p), ox.NamedNode(o)) for p, o in required_triples(query))
             constraints.append(_Constraint(query, str(msg) if msg is not None else None, requires))
         ident = shapes.value(shape, DCT_IDENTIFIER)
         severity = shapes.value(shape, SH.severity) or SH.Violation
@@ -122,9 +122,9 @@ def _focus_nodes(backend, shape: _Shape) -> set:
 
 def validate(backend, shapes: list[_Shape]) -> list[Result]:
     """Validate the union of the backend's graphs (reasoner.backend); results are deduplicated and sorted."""
-    from .pipeline import has_instance
+    from .pipeline import guard_check
 
-    has = has_instance(backend)
+    passes = guard_check(backend)
     results: set[Result] = set()
     for shape in shapes:
         focus_nodes = sorted(_focus_nodes(backend, shape), key=str)
@@ -132,7 +132,7 @@ def validate(backend, shapes: list[_Shape]) -> list[Result]:
             continue
         focus_set = set(focus_nodes)
         for constraint in shape.constraints:
-            if has is not None and not all(has(c) for c in constraint.requires):
+            if passes is not None and not passes(constraint.requires):
                 continue
             if shape.unbound:
                 runs = [(None, backend.query(constraint.query))]
