@@ -9,16 +9,21 @@ expose the union of its named graphs as the default graph (Oxigraph: ``serve
 """
 from __future__ import annotations
 
+import http.client
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 import pyoxigraph as ox
 
 from .errors import B12kgError
+
+#: Seconds to wait for a remote store to connect and for each read of its answer
+#: (``--store-timeout``). A store that goes away or never answers is an error, never a hang.
+DEFAULT_TIMEOUT = 120.0
 
 
 class Backend:
@@ -80,9 +85,9 @@ class RemoteBackend(Backend):
     """A SPARQL 1.1 store over HTTP. ``url`` is the dataset base (Oxigraph layout: /query, /update,
     /store) or its query endpoint; update and Graph Store endpoints can be given explicitly."""
 
-    def __init__(self, url: str, update: str | None = None, gsp: str | None = None, timeout: float = 120.0):
+    def __init__(self, url: str, update: str | None = None, gsp: str | None = None, timeout: float = DEFAULT_TIMEOUT):
         base = url.rstrip("/")
-        if base.endswith("/query") or base.endswith("/sparql"):
+        if base.endswith(("/query", "/sparql")):
             root = base.rsplit("/", 1)[0]
             self.query_url = base
         else:
@@ -97,29 +102,46 @@ class RemoteBackend(Backend):
     def _post(self, url: str, body: bytes, content_type: str, accept: str | None = None, params: dict | None = None) -> bytes:
         if params:
             url = url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
-        req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+        return self._request("POST", url, body, content_type, accept)
+
+    def _request(self, method: str, url: str, body: bytes, content_type: str, accept: str | None = None) -> bytes:
+        """One HTTP exchange; every way it can fail is a one-line B12kgError naming the URL."""
+        req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
         if accept:
             req.add_header("Accept", accept)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.read()
         except urllib.error.HTTPError as exc:
-            detail = " ".join(exc.read().decode("utf-8", "replace").split())[:300]
-            raise B12kgError(f"remote store {url}: HTTP {exc.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            try:
+                detail = " ".join(exc.read().decode("utf-8", "replace").split())[:300]
+            except (OSError, http.client.HTTPException):
+                detail = ""
+            raise B12kgError(f"remote store {url}: HTTP {exc.code}: {detail}".rstrip(": ")) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
-            raise B12kgError(f"remote store {url} is not reachable: {reason}") from None
+            if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+                raise B12kgError(f"remote store {url} did not answer within {self.timeout:g} s "
+                                 "(the server is down or overloaded; --store-timeout sets the wait)") from None
+            if isinstance(exc, (http.client.HTTPException, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+                text = " ".join(str(exc).split()) or type(exc).__name__
+                raise B12kgError(f"remote store {url}: the connection was lost ({text}); is the server still running?") from None
+            text = " ".join(str(reason).split()) or type(exc).__name__
+            raise B12kgError(f"remote store {url} is not reachable: {text}") from None
 
     # ---- Backend ------------------------------------------------------------------------------
 
     def query(self, sparql: str, substitutions: dict | None = None):
         text = substitute(sparql, substitutions or {})
         kind = _query_form(text)
-        if kind in ("CONSTRUCT", "DESCRIBE"):
-            data = self._post(self.query_url, text.encode("utf-8"), "application/sparql-query", "application/n-triples")
-            return [q.triple if isinstance(q, ox.Quad) else q for q in ox.parse(data, format=ox.RdfFormat.N_TRIPLES)]
-        data = self._post(self.query_url, text.encode("utf-8"), "application/sparql-query", "application/sparql-results+json")
-        return ox.parse_query_results(data, format=ox.QueryResultsFormat.JSON)
+        try:
+            if kind in ("CONSTRUCT", "DESCRIBE"):
+                data = self._post(self.query_url, text.encode("utf-8"), "application/sparql-query", "application/n-triples")
+                return [q.triple if isinstance(q, ox.Quad) else q for q in ox.parse(data, format=ox.RdfFormat.N_TRIPLES)]
+            data = self._post(self.query_url, text.encode("utf-8"), "application/sparql-query", "application/sparql-results+json")
+            return ox.parse_query_results(data, format=ox.QueryResultsFormat.JSON)
+        except (SyntaxError, ValueError) as exc:
+            raise B12kgError(f"remote store {self.query_url}: unreadable answer: {' '.join(str(exc).split())[:300]}") from None
 
     def update(self, sparql: str) -> None:
         self._post(self.update_url, sparql.encode("utf-8"), "application/sparql-update")
@@ -133,17 +155,15 @@ class RemoteBackend(Backend):
             params = {"default": ""} if isinstance(g, ox.DefaultGraph) else {"graph": g.value}
             self._post(self.gsp_url, body, "application/n-triples", params=params)
 
+    def post_ntriples(self, graph: ox.NamedNode, body: bytes) -> None:
+        """Add N-Triples text to a graph (Graph Store protocol POST)."""
+        if body:
+            self._post(self.gsp_url, body, "application/n-triples", params={"graph": graph.value})
+
     def put_graph(self, graph: ox.NamedNode, triples: Iterable[ox.Triple]) -> None:
         body = ox.serialize(list(triples), format=ox.RdfFormat.N_TRIPLES) or b""
         url = self.gsp_url + "?" + urllib.parse.urlencode({"graph": graph.value})
-        req = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": "application/n-triples"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout):
-                pass
-        except urllib.error.HTTPError as exc:
-            raise B12kgError(f"remote store {url}: HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise B12kgError(f"remote store {url} is not reachable: {getattr(exc, 'reason', exc)}") from None
+        self._request("PUT", url, body, "application/n-triples")
 
     def drop_graphs(self, graphs: list[ox.NamedNode]) -> None:
         if graphs:

@@ -8,9 +8,11 @@ Exit codes: 0 ok; 1 violations found (validate); 2 bad input or usage. Errors ar
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import B12kgError, UsageError
+from .output import OutputFile
 from .output import write_output as _write
 
 FORMATS = ("text", "json", "turtle", "jsonld", "html")
@@ -40,6 +42,24 @@ def _common(p: argparse.ArgumentParser, store: bool = True) -> None:
     if store:
         p.add_argument("--store", default=None, metavar="DIR",
                        help="embedded on-disk store: inputs are loaded into it first; without inputs, every patient in it is used")
+        _store_timeout(p)
+
+
+def _timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a positive number of seconds")
+    return seconds
+
+
+def _store_timeout(p: argparse.ArgumentParser) -> None:
+    from .backend import DEFAULT_TIMEOUT
+
+    p.add_argument("--store-timeout", dest="store_timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"with --store URL: seconds to wait for the remote store to connect or answer (default {DEFAULT_TIMEOUT:g})")
 
 
 def _cohort_options(p: argparse.ArgumentParser) -> None:
@@ -72,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _cohort_options(val)
     lod = sub.add_parser("load", help="load patient data into an embedded store (one named graph per patient)")
     _inputs(lod)
-    lod.add_argument("--store", required=True, metavar="DIR", help="store directory (created if missing)")
+    lod.add_argument("--store", required=True, metavar="DIR", help="store directory (created if missing), or a SPARQL 1.1 store URL")
+    _store_timeout(lod)
     qry = sub.add_parser("query", help="run a SPARQL query over patient + ontology + inferences + report")
     qry.add_argument("query", metavar="FILE.rq")
     _common(qry)
@@ -125,7 +146,7 @@ def _query(args) -> str:
 
         if args.inputs:
             raise UsageError("b12kg query: give either patient files or --store DIR|URL, not both")
-        target = RemotePatientStore(args.store) if _is_url(args.store) else PatientStore(args.store, read_only=True)
+        target = RemotePatientStore(args.store, args.store_timeout) if _is_url(args.store) else PatientStore(args.store, read_only=True)
         return run_query_file(target, args.query, args.format)
     if not args.inputs:
         raise UsageError("b12kg query: give patient files, or --store DIR")
@@ -138,76 +159,84 @@ def _is_url(store: str | None) -> bool:
 
 
 def _load(args) -> int:
+    """Stage the inputs on disk, then write them into the store a chunk of patients at a time."""
     from .api import default_kb
-    from .load import load_sources
-    from .store import PatientStore, RemotePatientStore
+    from .store import PatientStore, RemotePatientStore, Staging
 
-    data = load_sources(args.inputs, fmt=args.input_format)
-    target = RemotePatientStore(args.store) if _is_url(args.store) else PatientStore(args.store)
-    summary = target.load(data, default_kb())
+    with Staging.from_sources(args.inputs, fmt=args.input_format) as staged:
+        target = RemotePatientStore(args.store, args.store_timeout) if _is_url(args.store) else PatientStore(args.store)
+        summary = target.load(staged, default_kb())
+        not_used = len(staged.unused)
     print(f"b12kg: loaded {summary['patients']} patients ({summary['triples']} triples) into {args.store}; "
-          f"{len(data.unused)} input records not used; {summary['unassigned']} triples belong to no patient", file=sys.stderr)
+          f"{not_used} input records not used; {summary['unassigned']} triples belong to no patient", file=sys.stderr)
     return 0
 
 
 def _cohort(args) -> int:
-    """Many patients: batches on worker processes, streamed out; results kept in the store."""
+    """Many patients: batches on worker processes, streamed out; results kept in the store.
+    Input files are staged on disk and cut into batches from there, so memory stays flat."""
     import json
-
-    import pyoxigraph as ox
 
     from . import cohort
     from .api import default_kb, parse_as_of
-    from .load import load_sources
-    from .store import PatientStore
+    from .store import PatientStore, Staging
 
     as_of = parse_as_of(args.as_of)
     if args.format not in ("json", "text") + COHORT_FORMATS:
         raise UsageError(f"b12kg {args.command}: -f {args.format} is not available for cohorts (use json, ndjson, csv or text)")
     if _is_url(args.store):
         return _remote(args, as_of)
+    if not args.store and not args.inputs:
+        raise UsageError(f"b12kg {args.command}: give patient files, or --store DIR")
     pstore = PatientStore(args.store) if args.store else None
-    if pstore is not None:
-        if args.inputs:
-            pstore.load(load_sources(args.inputs, fmt=args.input_format), default_kb())
-        pstore.clear_results()
-        batches, total = cohort.batches_from_store(pstore, args.batch_size), len(pstore.patients())
-    else:
-        if not args.inputs:
-            raise UsageError(f"b12kg {args.command}: give patient files, or --store DIR")
-        data = load_sources(args.inputs, fmt=args.input_format)
-        batches, total = cohort.batches_from_data(data, args.batch_size), None
-    jobs = args.jobs or cohort.default_jobs()
-    out = sys.stdout if args.output == "-" else _open_output(args.output)
-    failed = violations = 0
-    collected: list[dict] = []
+    staged = None
     try:
-        if args.format == "csv":
-            out.write(cohort.csv_header())
-        for patients, results in cohort.run_cohort(batches, as_of, jobs=jobs, keep_results=pstore is not None,
-                                                   shacl=args.shacl, progress=args.progress, total=total):
-            if pstore is not None and results:
-                pstore.add_results(list(ox.parse(results, format=ox.RdfFormat.N_QUADS)))
-            for p in patients:
-                failed += "error" in p
-                violations += any(v["severity"] == "Violation" for v in p.get("violations", []))
-                violations += any(i["severity"] == "Violation" for i in p.get("input_problems", []))
-                if args.format == "ndjson":
-                    out.write(cohort.ndjson_line(p, as_of))
-                elif args.format == "csv":
+        if args.inputs:
+            staged = Staging.from_sources(args.inputs, fmt=args.input_format)
+        if pstore is not None:
+            if staged is not None:
+                pstore.load(staged, default_kb())
+                staged.close()
+                staged = None
+            pstore.clear_results()
+            batches, total = cohort.batches_from_store(pstore, args.batch_size), len(pstore.patients())
+        else:
+            batches, total = cohort.batches_from_staging(staged, args.batch_size), staged.patient_count()
+        jobs = args.jobs or cohort.default_jobs()
+        out = OutputFile(args.output)
+        failed = violations = 0
+        collected: list[dict] = []
+        try:
+            if args.format == "csv":
+                out.write(cohort.csv_header())
+            for patients, results in cohort.run_cohort(batches, as_of, jobs=jobs, keep_results=pstore is not None,
+                                                       shacl=args.shacl, progress=args.progress, total=total):
+                if pstore is not None and results:
+                    pstore.add_results(results)
+                for p in patients:
+                    failed += "error" in p
+                    violations += any(v["severity"] == "Violation" for v in p.get("violations", []))
+                    violations += any(i["severity"] == "Violation" for i in p.get("input_problems", []))
+                    if args.format == "ndjson":
+                        out.write(cohort.ndjson_line(p, as_of))
+                    elif args.format == "csv":
+                        out.write(cohort.csv_line(p))
+                    else:
+                        collected.append(p)
+            if args.format == "json":
+                out.write(json.dumps({"as_of": as_of.isoformat(), "patients": collected}, indent=2, ensure_ascii=False) + "\n")
+            elif args.format == "text":
+                for p in collected:
                     out.write(cohort.csv_line(p))
-                else:
-                    collected.append(p)
-        if args.format == "json":
-            out.write(json.dumps({"as_of": as_of.isoformat(), "patients": collected}, indent=2, ensure_ascii=False) + "\n")
-        elif args.format == "text":
-            for p in collected:
-                out.write(cohort.csv_line(p))
+        except BaseException:
+            out.abandon()
+            raise
+        out.close()
+        if pstore is not None:
+            pstore.flush()
     finally:
-        if out is not sys.stdout:
-            out.close()
-    if pstore is not None:
-        pstore.store.flush()
+        if staged is not None:
+            staged.close()
     if failed:
         print(f"b12kg: {failed} patient(s) could not be evaluated; see their 'error' entries", file=sys.stderr)
     if args.command == "validate":
@@ -220,17 +249,17 @@ def _remote(args, as_of) -> int:
     on the remote engine; only classification and unit conversion run here."""
     from . import cohort
     from .api import default_kb
-    from .load import load_sources
     from .report import to_dict
-    from .store import RemotePatientStore
+    from .store import RemotePatientStore, Staging
 
-    remote = RemotePatientStore(args.store)
+    remote = RemotePatientStore(args.store, args.store_timeout)
     kb = default_kb()
     if args.inputs:
-        remote.load(load_sources(args.inputs, fmt=args.input_format), kb)
+        with Staging.from_sources(args.inputs, fmt=args.input_format) as staged:
+            remote.load(staged, kb)
     ev = remote.evaluate(kb, as_of, shacl=args.shacl)
     patients = to_dict(ev)["patients"]
-    out = sys.stdout if args.output == "-" else _open_output(args.output)
+    out = OutputFile(args.output)
     try:
         if args.format == "json":
             import json
@@ -241,20 +270,14 @@ def _remote(args, as_of) -> int:
         else:
             out.write(cohort.csv_header() if args.format == "csv" else "")
             out.writelines(cohort.csv_line(p) for p in patients)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    except BaseException:
+        out.abandon()
+        raise
+    out.close()
     if args.command == "validate":
         bad = any(v["severity"] == "Violation" for p in patients for v in p["violations"] + p["input_problems"])
         return 1 if bad else 0
     return 0
-
-
-def _open_output(path: str):
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _convert(args) -> int:
@@ -301,14 +324,48 @@ def run(argv: list[str] | None = None) -> int:
     return 0 if report.conforms and not has_input_violation else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def _silence_stdout() -> None:
+    """After stdout failed (full disk, closed pipe), point it at /dev/null so that the interpreter's
+    own flush at exit does not print a second error."""
     try:
-        return run(argv)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Only a real command line (argv None) may repoint a failed stdout: a caller running main()
+    # in process keeps its own stdout.
+    silence = _silence_stdout if argv is None else (lambda: None)
+    try:
+        code = run(argv)
+        sys.stdout.flush()
+        return code
     except B12kgError as exc:
         print(f"b12kg: error: {exc}", file=sys.stderr)
+        if isinstance(exc, UsageError) and str(exc).startswith("standard output:"):
+            silence()
         return exc.exit_code
     except KeyboardInterrupt:
         print("b12kg: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        silence()
         return 0
+    except OSError as exc:
+        # An I/O error no command turned into a message of its own, typically writing to a full
+        # disk through stdout: one line, never a traceback.
+        import errno
+
+        msg = " ".join(str(exc.strerror or exc).split())
+        if exc.filename:
+            where = f"{exc.filename}: "
+        elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            where = "standard output: cannot write: "
+            silence()
+        else:
+            where = ""
+        print(f"b12kg: error: {where}{msg}", file=sys.stderr)
+        return 2

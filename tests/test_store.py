@@ -97,3 +97,111 @@ def test_store_usage_errors(tmp_path, capsys):
     assert code == 2 and "no such store" in err
     code, _, err = run(capsys, "recommend", "-f", "ndjson")
     assert code == 2 and "--store" in err
+
+
+# ---- staging: the on-disk grouping is split_by_patient's grouping -----------------------------
+
+ODD = """@prefix b12: <https://w3id.org/b12kg/> .
+@prefix ex: <https://example.org/odd/> .
+ex:p1 a b12:Patient ; b12:hasRecord ex:r3 .
+ex:r1 b12:subject ex:p1 ; b12:dose [ b12:value 5 ; b12:unit [ b12:code "mg" ] ] ; b12:relatedTo ex:p2 .
+ex:r2 b12:subject ex:p1 ; b12:drug ex:shared .
+ex:r3 b12:date "2026-01-01" ; b12:next ex:chain1 .
+ex:chain1 b12:next ex:chain2 . ex:chain2 b12:next ex:chain1 .
+ex:shared b12:label "shared by two patients" .
+ex:p2 a b12:Patient ; b12:note ex:behindp2 .
+ex:behindp2 b12:label "reached only from p2" .
+ex:r4 b12:subject ex:p2 ; b12:drug ex:shared ; b12:subject ex:p3 .
+ex:p3 b12:hasRecord ex:p1 .
+ex:lonely b12:label "belongs to nobody" ; b12:next ex:lonely2 .
+ex:lonely2 b12:label "nor this" .
+ex:r5 b12:subject "not a node" ; b12:value 1 .
+_:anon b12:subject ex:p4 .
+_:anon b12:value 7 .
+ex:p4 b12:sex b12:female .
+"""
+
+
+def _staged_groups(st, batch_size=2):
+    groups: dict[str, list[str]] = {}
+    for chunk, rows in st.groups(batch_size):
+        for p in chunk:
+            groups.setdefault(p, [])
+        for p, triple in rows:
+            groups[p].append(triple)
+    return {p: sorted(v) for p, v in groups.items()}, sorted(st.unassigned())
+
+
+def _split_groups(data):
+    from reasoner.store import split_by_patient
+
+    groups, unassigned = split_by_patient(data.quads)
+    text = lambda q: f"{q.subject} {q.predicate} {q.object}"  # noqa: E731
+    return {p: sorted(text(q) for q in v) for p, v in groups.items()}, sorted(text(q) for q in unassigned)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 200])
+def test_staging_groups_exactly_as_split_by_patient(tmp_path, batch_size):
+    from reasoner.load import load_sources
+    from reasoner.store import Staging
+
+    odd = tmp_path / "odd.ttl"
+    odd.write_text(ODD, encoding="utf-8")
+    fhir = ROOT / "tests" / "data" / "fhir"
+    inputs = [str(odd), str(odd), str(ROOT / "tests" / "data" / "population.ttl"), *EXAMPLES[:3],
+              str(fhir / "mixed.ndjson"), str(fhir / "unused.json")]
+    data = load_sources(inputs)
+    expected = _split_groups(data)
+    assert expected[1], "the odd input has triples that belong to no patient"
+    assert len(expected[0]) > 10
+    with Staging.from_data(data) as st:
+        assert _staged_groups(st, batch_size) == expected
+    with Staging.from_sources(inputs) as st:  # RDF files streamed from disk, FHIR read by load_sources
+        assert _staged_groups(st, batch_size) == expected
+        assert sorted(u.resource for u in st.unused) == sorted(u.resource for u in data.unused)
+
+
+def test_staged_rdf_errors_are_those_of_the_loader(tmp_path):
+    from reasoner.errors import InputError
+    from reasoner.load import load_sources
+    from reasoner.store import Staging
+
+    bad = tmp_path / "bad.ttl"
+    bad.write_text("@prefix ex: <https://example.org/> .\nex:a ex:b ex:c .\nex:a ex:b ", encoding="utf-8")
+    with pytest.raises(InputError) as loader:
+        load_sources([str(bad)])
+    with pytest.raises(InputError) as staged:
+        Staging.from_sources([str(bad)])
+    assert str(staged.value) == str(loader.value)
+    for name, content in [("bin.ttl", b"\x00\x01 not rdf"), ("empty.ttl", b""), ("blank.nt", b" \n\n"),
+                          ("latin1.ttl", "<https://example.org/a> <https://example.org/b> \"caf\xe9\" .".encode("latin-1"))]:
+        f = tmp_path / name
+        f.write_bytes(content)
+        with pytest.raises(InputError) as loader:
+            load_sources([str(f)])
+        with pytest.raises(InputError) as staged:
+            Staging.from_sources([str(f)])
+        assert str(staged.value) == str(loader.value)
+
+
+def test_staging_reads_a_bom_and_blank_nodes_as_the_loader_does(tmp_path):
+    from reasoner.load import load_sources
+    from reasoner.store import Staging
+
+    f = tmp_path / "bom.ttl"
+    f.write_bytes(b"\xef\xbb\xbf" + ODD.encode("utf-8"))
+    g = tmp_path / "plain.ttl"
+    g.write_text(ODD, encoding="utf-8")
+    for path in (f, g):
+        expected = _split_groups(load_sources([str(path)]))
+        with Staging.from_sources([str(path)]) as st:
+            assert _staged_groups(st) == expected
+
+
+def test_staging_leaves_nothing_on_disk(tmp_path, monkeypatch):
+    from reasoner.store import Staging
+
+    monkeypatch.setenv("SQLITE_TMPDIR", str(tmp_path))
+    with Staging.from_sources(EXAMPLES) as st:
+        assert st.patient_count() == len(EXAMPLES)
+        assert list(tmp_path.iterdir()) == []  # the database file is already unlinked
