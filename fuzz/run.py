@@ -1,6 +1,18 @@
 """Property-based fuzzing of ``b12kg recommend|validate|convert``.
 
     python fuzz/run.py --n 10000 [--seed S] [--jobs 2] [--save DIR]
+    python fuzz/run.py --hostile [--large] [--only REGEX] [--no-strace] [--keep]
+
+``--hostile`` runs the hostile inputs of fuzz/hostile.py instead (remote JSON-LD contexts, XXE,
+billion laughs, @base/IRIs naming local files, owl:imports, FHIR URLs, deep nesting, a 100,000-entry
+bundle, binary garbage, wrong encodings, over-size, empty, FIFO and device paths, symlinks leaving
+a folder), each generated on the fly and run through the CLI in its own child process under an
+audit hook (and strace when installed), next to a local HTTP server that counts connections. It
+prints, per run: status, case, command, outcome, exit code, wall time, peak RSS and the first stderr
+line; exit 1 on a traceback, an unexpected outcome, a timeout, memory over the case's bound, any
+file or network access outside the inputs, or any connection to the server. ``--large`` adds the
+very large inputs (~210 MB NDJSON and ~105 MB Turtle streamed to a temp file, 512 MiB + 1 line of real
+Turtle, 100,000-level Turtle nesting, and recommend on the 100,000-entry bundle): several minutes.
 
 Inputs are generated with hypothesis (``@given`` run programmatically, no example database, no
 shrinking): valid, mutated and truncated FHIR bundles, NDJSON exports and Turtle patients. Each one
@@ -21,9 +33,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `fuzz` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st  # noqa: E402
+if "--hostile" not in sys.argv[1:]:  # the hostile inputs need no hypothesis
+    from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st  # noqa: E402
 
-from fuzz.harness import Stats, check_case, draw_case  # noqa: E402
+    from fuzz.harness import Stats, check_case, draw_case  # noqa: E402
 
 
 def run_fuzz(n: int, seed: int = 0, order_checks: bool = True, progress: bool = False) -> Stats:
@@ -60,7 +73,16 @@ def main(argv=None) -> int:
     ap.add_argument("--no-order-checks", action="store_true", help="skip properties (d) and (e) (faster)")
     ap.add_argument("--save", default=None, metavar="DIR", help="write one reproducer per distinct failure here")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--hostile", action="store_true", help="run the hostile inputs of fuzz/hostile.py (not the property fuzzing)")
+    ap.add_argument("--large", action="store_true", help="with --hostile: also the very large inputs (minutes, GBs)")
+    ap.add_argument("--only", default=None, metavar="REGEX", help="with --hostile: only the cases whose name matches")
+    ap.add_argument("--no-strace", action="store_true", help="with --hostile: do not run light cases under strace")
+    ap.add_argument("--keep", action="store_true", help="with --hostile: keep the generated inputs (their folder is printed)")
     a = ap.parse_args(argv)
+    if a.hostile:
+        from fuzz.hostile import main_hostile
+
+        return main_hostile(large=a.large, only=a.only, trace=False if a.no_strace else None, keep=a.keep)
     t0 = time.monotonic()
     jobs = max(1, min(a.jobs, a.n))
     shares = [a.n // jobs + (1 if i < a.n % jobs else 0) for i in range(jobs)]

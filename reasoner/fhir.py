@@ -50,7 +50,7 @@ import pyoxigraph as ox
 
 from . import units
 from .errors import InputError
-from .load import PatientData, UnusedInput
+from .load import PatientData, UnusedInput, lone_surrogate
 from .vocab import BASE, G_DATA, RDF_TYPE, XSD, b12, prov, sparql_prefixes
 
 #: Procedure extension carrying the resected length (valueQuantity, any UCUM length unit).
@@ -389,8 +389,29 @@ def _no_constants(name):
 
 
 def parse_json(text: str):
-    """json.loads keeping decimals exact; raises ValueError (json.JSONDecodeError) or RecursionError."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+    """json.loads keeping decimals exact; raises ValueError (json.JSONDecodeError, with the place) or
+    RecursionError (nested deeper than Python's recursion limit, about 1,000 levels).
+
+    A string with a lone surrogate escape (``"\\ud800"``) is valid JSON but not Unicode text: it
+    could not be written to the report, so it is refused here like a syntax error."""
+    value = json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+    bad = lone_surrogate(text)
+    if bad is not None:
+        raise json.JSONDecodeError(bad[0], text, bad[1])
+    return value
+
+
+#: What a RecursionError from the json module means (Python's recursion limit, about 1,000 levels).
+_TOO_DEEP = "nested too deeply (more than about 1,000 levels of arrays and objects)"
+
+
+def _brief(value, limit: int = 80) -> str:
+    """A JSON value for a one-line message: scalars as JSON (cut to ``limit`` characters), arrays
+    and objects by their type only (they may be nested a thousand levels deep)."""
+    if isinstance(value, (list, dict)):
+        return f"({_json_type(value)})"
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,7 +470,7 @@ class _Importer:
         if src.ndjson:
             self._add_ndjson(src, text, group)
             return
-        value = src.parsed
+        value, src.parsed = src.parsed, None  # the importer keeps what it needs; the rest can be freed
         if value is None:
             try:
                 value = parse_json(text)
@@ -457,7 +478,7 @@ class _Importer:
                 self._fail_file(src, group, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno)
                 return
             except (ValueError, RecursionError) as exc:
-                self._fail_file(src, group, f"invalid JSON: {exc if isinstance(exc, ValueError) else 'nested too deeply'}")
+                self._fail_file(src, group, f"invalid JSON: {exc if isinstance(exc, ValueError) else _TOO_DEEP}")
                 return
         try:
             self._collect(value, src.path, None, src.lenient, group, None, where="")
@@ -484,7 +505,7 @@ class _Importer:
                 self._ndjson_bad(src, group, n, f"invalid JSON: {exc.msg} (column {exc.colno})")
                 continue
             except (ValueError, RecursionError) as exc:
-                self._ndjson_bad(src, group, n, f"invalid JSON: {exc if isinstance(exc, ValueError) else 'nested too deeply'}")
+                self._ndjson_bad(src, group, n, f"invalid JSON: {exc if isinstance(exc, ValueError) else _TOO_DEEP}")
                 continue
             try:
                 self._collect(value, src.path, n, True, group, None, where="")
@@ -509,10 +530,10 @@ class _Importer:
         if rtype is None:
             raise _Bad(f"{where}not a FHIR R4 resource: no resourceType")
         if not isinstance(rtype, str) or rtype not in R4_RESOURCE_TYPES:
-            raise _Bad(f"{where}not a FHIR R4 resource: unknown resourceType {json.dumps(rtype, default=str)}")
+            raise _Bad(f"{where}not a FHIR R4 resource: unknown resourceType {_brief(rtype)}")
         rid = value.get("id")
         if rid is not None and (not isinstance(rid, str) or not _FHIR_ID.match(rid)):
-            raise _Bad(f"{where}{rtype}: id {json.dumps(rid, default=str)} is not a valid FHIR id")
+            raise _Bad(f"{where}{rtype}: id {_brief(rid)} is not a valid FHIR id")
         if rtype == "Bundle":
             self._collect_bundle(value, path, line, lenient, group, where)
             return
@@ -702,10 +723,11 @@ class _Importer:
             self.readable[res.group] += 1
             self.unused.append(UnusedInput(res.iri, str(exc), self._patient(res, quiet=True)))
             return
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError) as exc:
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError, RecursionError) as exc:
             # an element of a shape the checks above did not foresee: bad input, never a traceback
             self.failed.add(res.iri)
-            self._bad_or_raise(res, f"cannot be read ({type(exc).__name__}: {exc})")
+            self._bad_or_raise(res, "cannot be read (nested too deeply)" if isinstance(exc, RecursionError)
+                               else f"cannot be read ({type(exc).__name__}: {exc})")
             return
         self.readable[res.group] += 1
         if res.rtype == "Medication":
@@ -781,7 +803,7 @@ class _Importer:
         if value is None:
             if raw is None:
                 raise _Skip(f"{what} has no value")
-            raise _Skip(f"{what} value {json.dumps(raw, default=str)} is not a number")
+            raise _Skip(f"{what} value {_brief(raw)} is not a number")
         comparator = q.get("comparator")
         if comparator is not None:
             raise _Skip(f"{what} is '{comparator}{format(value, 'f')}', not an exact value")
@@ -859,7 +881,7 @@ class _Importer:
                 raw = d[other[0]]
                 if isinstance(raw, (int, Decimal)) and not isinstance(raw, bool):
                     raise _Skip(f"{other[0]} {raw} has no UCUM unit")
-                raise _Skip(f"{other[0]} {json.dumps(raw, default=str)} is not a number with a unit or a coded value")
+                raise _Skip(f"{other[0]} {_brief(raw)} is not a number with a unit or a coded value")
         flags = []
         for i, cc in enumerate(_arr(d, "interpretation")):
             for _, code, _ in _codings(cc, f"interpretation[{i}]"):
@@ -1266,21 +1288,30 @@ class _Importer:
 
     # ---- result -----------------------------------------------------------------------------
 
+    def release(self) -> None:
+        """Drop the parsed JSON once every resource is converted: only types and order are needed
+        after that, and a 100,000-entry bundle's JSON takes hundreds of MB."""
+        for res in self.resources:
+            res.data = {}
+            res.contained = {}
+
     def result(self) -> PatientData:
-        triples: list[ox.Triple] = []
+        """The facts as data-graph quads: patients first, then the records in input order, grouped by
+        subject in order of first appearance (readable Turtle), duplicates dropped. Each record's
+        triples are released as they become quads, so the two are never all held at once."""
         patients_first = {r.order: (0 if r.rtype == "Patient" else 1, r.order) for r in self.resources}
+        by_subject: dict[str, list[ox.Quad]] = {}
+        seen: set[ox.Quad] = set()
         for order in sorted(self.out, key=lambda o: patients_first.get(o, (1, o))):
-            triples.extend(self.out[order])
-        # group by subject in order of first appearance (readable Turtle), keep triple order
-        by_subject: dict[str, list[ox.Triple]] = {}
-        seen: set = set()
-        for tr in triples:
-            key = (tr.subject, tr.predicate, tr.object)
-            if key in seen:
-                continue
-            seen.add(key)
-            by_subject.setdefault(tr.subject.value, []).append(tr)
-        quads = [ox.Quad(tr.subject, tr.predicate, tr.object, G_DATA) for lst in by_subject.values() for tr in lst]
+            for tr in self.out.pop(order):
+                subject = tr.subject
+                quad = ox.Quad(subject, tr.predicate, tr.object, G_DATA)
+                if quad in seen:
+                    continue
+                seen.add(quad)
+                by_subject.setdefault(subject.value, []).append(quad)
+        seen.clear()
+        quads = [q for lst in by_subject.values() for q in lst]
         data = PatientData(quads=quads, unused=list(self.unused), resources_read=self.read, used=list(self.used))
         return data
 
@@ -1301,6 +1332,7 @@ def read_fhir(sources: list[Source], kb=None, readable_groups: set[str] | None =
     for src in sources:
         imp.add(src)
     imp.run()
+    imp.release()
     data = imp.result()
     data.sources = [s.path for s in sources]
     return data

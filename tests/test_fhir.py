@@ -371,7 +371,7 @@ def test_bad_input_exits_2_with_one_line(capsys, name, command):
 def test_bad_json_shapes_exit_2(tmp_path, capsys):
     cases = {
         "array.json": ("[1, 2]", "not a FHIR R4 resource"),
-        "empty.json": ("", "invalid JSON"),
+        "empty.json": ("", "empty file"),
         "nan.json": ('{"resourceType": "Observation", "id": "x", "valueQuantity": {"value": NaN}}', "invalid JSON"),
         "entry.json": ('{"resourceType": "Bundle", "type": "collection", "entry": {"resource": {}}}', "entry"),
         "bad-id.json": ('{"resourceType": "Patient", "id": "a b"}', "not a valid FHIR id"),

@@ -86,3 +86,19 @@ def test_fuzz_regressions_f1_f2_f3(tmp_path, capsys):
     assert [p["patient"] for p in out["patients"] if p["patient"]] == ["urn:ex:p"]
     (p,) = [p for p in out["patients"] if p["patient"] == "urn:ex:p"]
     assert {i["id"] for i in p["findings"]} == {"DX-B12-UNLIKELY"}  # 1e19 pg/mL is converted, not a crash
+
+
+def test_fuzz_command_hostile_mode():
+    """``python fuzz/run.py --hostile`` (which also generates the --large inputs on the fly) runs the
+    hostile cases of fuzz/hostile.py in child processes and prints one line per run with the outcome,
+    exit code, wall time and peak RSS; the full set is tests/test_hostile.py."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "fuzz" / "run.py"), "--hostile", "--only", "^(empty-file|dev-zero)$", "--no-strace"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("ok ")]
+    assert len(rows) == 4, proc.stdout
+    assert all("refused" in r and "exit=2" in r and " MB " in r for r in rows), rows
+    assert "connections to the test server: 0; runs with a problem: 0" in proc.stdout
