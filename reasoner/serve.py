@@ -27,7 +27,10 @@ Limits:
 * ``--timeout``: every query runs in a worker process (a pool of ``--workers``); a query still
   running after the limit is cancelled by killing its worker (a fresh one replaces it) and the
   answer is **503** with a one-line message. When every worker stays busy for as long as the time
-  limit, the answer is 503 too (with ``Retry-After``). Other clients are served meanwhile.
+  limit, the answer is 503 too (with ``Retry-After``). Other clients are served meanwhile: once a
+  query has run for a second (a quarter of the time limit, when that is shorter), a worker is
+  added for the others, so that up to ``--extra-workers`` (default: as many as ``--workers``)
+  slow queries at once hold up no one; the pool shrinks back a few seconds after they end.
 * ``--max-results``: a result with more rows (SELECT) or triples (CONSTRUCT/DESCRIBE) is **not
   truncated**: the answer is **413** with a one-line message and the ``X-B12kg-Max-Results``
   header, so that no client mistakes part of a result for all of it (add a ``LIMIT``).
@@ -72,6 +75,7 @@ from .vocab import PREFIXES
 MAX_BODY = 1 << 20  # bytes: request bodies and query texts
 STARTUP_TIMEOUT = 60.0  # seconds a new worker may take to open the store
 LOG_WIDTH = 160
+SHRINK_AFTER = 5.0  # seconds a pool stays above its size (workers added for slow queries) before it shrinks
 
 # ---------------------------------------------------------------------------------------------
 # Looking at a query before running it: its form, and whether it is an update or federated.
@@ -295,10 +299,13 @@ def execute(store, job: dict):
             if key is None:
                 return _not_acceptable("results")
             variables = [v.value for v in result.variables]
-            bindings = []
-            for n, sol in enumerate(result):
+            solutions = []
+            for n, sol in enumerate(result):  # counted before any is converted: a refusal costs little
                 if n >= max_results:
                     return _too_large(max_results, "rows")
+                solutions.append(sol)
+            bindings = []
+            for sol in solutions:
                 row = {}
                 for name in variables:
                     term = sol[name]
@@ -434,37 +441,72 @@ class _Worker:
 
 
 class WorkerPool:
-    """A few worker processes; a query over its time limit costs its worker, which is replaced."""
+    """A few worker processes; a query over its time limit costs its worker, which is replaced.
 
-    def __init__(self, store_path: str, size: int, timeout: float, log=None, memory: int = 0):
+    Slow queries do not hold up the others: once a query has run for ``slow_after`` seconds (a
+    second, or a quarter of the time limit when that is shorter), a worker is added for the other
+    queries, up to ``extra`` such workers at a time (default: as many as ``size``), so that up to
+    ``extra`` slow or runaway queries at once leave ``size`` workers for everyone else. A query
+    cut off at the time limit costs its worker, and the added one takes its place. Once the pool
+    has been above its target size (``size``, plus one per slow query running, up to ``extra``) for
+    ``shrink_after`` seconds, its idle workers beyond it exit, so that a run of slow queries does
+    not start and stop a worker for each.
+    """
+
+    def __init__(self, store_path: str, size: int, timeout: float, log=None, memory: int = 0,
+                 extra: int | None = None):
         import multiprocessing
 
         self.store_path = store_path
         self.size = size
         self.timeout = timeout
         self.memory = memory
+        self.extra = size if extra is None else max(0, extra)
+        self.slow_after = min(1.0, timeout / 4)
         self.log = log or (lambda msg: None)
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._idle: queue.Queue = queue.Queue()
-        self._all: set = set()
+        self._all: set = set()  # every worker process, starting ones included
+        self._starting: set = set()  # started, not ready yet
+        self._pending = 0  # workers asked for whose process is not started yet
+        self._slow = 0  # queries running for longer than slow_after
         self._lock = threading.Lock()
         self.closed = False
         self.isolated = False
         self._logdir = tempfile.mkdtemp(prefix="b12kg-serve-workers-")
         self.cancelled = 0  # queries killed at the time limit (for tests and logs)
+        self.added = 0  # workers added for slow queries (for tests and logs)
+        self.shrink_after = SHRINK_AFTER
 
-    def _spawn(self) -> _Worker:
+    def _target(self) -> int:
+        return self.size + min(self.extra, self._slow)
+
+    def _spawn(self, reserved: bool = False) -> _Worker:
+        if reserved and self.closed:
+            raise RuntimeError("the pool is closed")
         parent, child = self._ctx.Pipe(duplex=True)
         backstop = int(math.ceil(self.timeout)) + 10
         fd, stderr_path = tempfile.mkstemp(prefix="worker-", suffix=".log", dir=self._logdir)
         os.close(fd)
         p = self._ctx.Process(target=_worker_main, args=(self.store_path, child, backstop, self.memory, stderr_path),
                               name="b12kg-serve-worker", daemon=True)
-        p.start()
+        try:
+            p.start()
+        except BaseException:
+            parent.close()
+            child.close()
+            try:
+                os.unlink(stderr_path)
+            except OSError:
+                pass
+            raise
         child.close()
         w = _Worker(p, parent, stderr_path)
         with self._lock:
             self._all.add(w)
+            self._starting.add(w)
+            if reserved:
+                self._pending -= 1
         return w
 
     def _await_ready(self, w: _Worker) -> str | None:
@@ -480,8 +522,13 @@ class WorkerPool:
             self._discard(w)
             return detail
         w.isolated = bool(detail)
-        if self.closed:
-            self._discard(w)
+        with self._lock:
+            self._starting.discard(w)
+            closed = self.closed
+            if closed:
+                self._all.discard(w)
+        if closed:
+            self._retire(w)
             return None
         self._idle.put(w)
         return None
@@ -497,30 +544,75 @@ class WorkerPool:
             self.close()
             raise UsageError(errors[0])
         self.isolated = all(w.isolated for w in workers)
+        threading.Thread(target=self._shrink, name="b12kg-serve-shrink", daemon=True).start()
 
-    def _replace(self, w: _Worker) -> None:
-        self._discard(w)
-        if self.closed:
-            return
+    def _top_up(self, delay: float = 0.5) -> None:
+        """Start workers (in the background) until the pool has its target size."""
+        with self._lock:
+            if self.closed:
+                return
+            missing = self._target() - len(self._all) - self._pending
+            if missing <= 0:
+                return
+            self._pending += missing
+        for _ in range(missing):
+            threading.Thread(target=self._add_worker, args=(delay,), name="b12kg-serve-respawn", daemon=True).start()
 
-        def respawn():
-            delay = 0.5
-            while not self.closed:
+    def _add_worker(self, delay: float) -> None:
+        try:
+            error = self._await_ready(self._spawn(reserved=True))
+        except Exception as exc:  # e.g. out of processes
+            with self._lock:
+                self._pending -= 1
+            error = _one_line(exc)
+        if error and not self.closed:
+            self.log(f"a replacement worker failed (trying again in {delay:g} s): {error}")
+            time.sleep(delay)
+            self._top_up(min(delay * 2, 30.0))
+
+    def _shrink(self) -> None:
+        """Background: retire idle workers beyond the target size once it has lasted shrink_after."""
+        since = None
+        while not self.closed:
+            time.sleep(0.5)
+            with self._lock:
+                over = len(self._all) - len(self._starting) - self._target()
+            if over <= 0:
+                since = None
+                continue
+            now = time.monotonic()
+            since = now if since is None else since
+            if now - since < self.shrink_after:
+                continue
+            for _ in range(over):
                 try:
-                    error = self._await_ready(self._spawn())
-                except Exception as exc:  # e.g. out of processes
-                    error = _one_line(exc)
-                if not error or self.closed:
-                    return
-                self.log(f"a replacement worker failed (trying again in {delay:g} s): {error}")
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        threading.Thread(target=respawn, name="b12kg-serve-respawn", daemon=True).start()
+                    w = self._idle.get_nowait()
+                except queue.Empty:
+                    break
+                with self._lock:
+                    keep = self.closed or len(self._all) - len(self._starting) <= self._target()
+                    if not keep:
+                        self._all.discard(w)
+                if keep:
+                    self._idle.put(w)
+                    break
+                self._retire(w)
+            since = None
+
+    def _retire(self, w: _Worker) -> None:
+        """Let an idle worker exit, and reap it in the background."""
+        try:
+            w.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        threading.Thread(target=self._discard, args=(w,), name="b12kg-serve-retire", daemon=True).start()
 
     def _discard(self, w: _Worker) -> None:
         with self._lock:
             self._all.discard(w)
+            self._starting.discard(w)
         try:
+            w.process.join(0.5 if w.process.is_alive() else 0)
             if w.process.is_alive():
                 w.process.kill()
             w.process.join(2)
@@ -534,6 +626,15 @@ class WorkerPool:
             os.unlink(w.stderr_path)
         except OSError:
             pass
+
+    def _kill(self, w: _Worker) -> None:
+        with self._lock:
+            self._all.discard(w)
+        try:
+            w.process.kill()
+        except Exception:
+            pass
+        self._discard(w)
 
     @staticmethod
     def _stderr_tail(w: _Worker) -> list[str]:
@@ -557,40 +658,72 @@ class WorkerPool:
                 return 500, f"query failed: the query engine aborted: {_one_line(tail[i + 1])}"
         return 500, f"query failed: the query engine aborted (out of memory, {limit}, or an engine failure)"
 
+    def _slow_changed(self, delta: int) -> None:
+        with self._lock:
+            self._slow += delta
+            if delta > 0 and self._slow <= self.extra:
+                self.added += 1
+        if delta > 0:
+            self._top_up()
+
     def run(self, job: dict):
         """(status, content type, body, headers) for one job, within the time limit."""
         if self.closed:
             return _plain(503, "the server is shutting down")
         try:
-            w = self._idle.get(timeout=self.timeout)
+            w = self._idle.get_nowait()
         except queue.Empty:
-            return _plain(503, f"all {self.size} query workers are busy; try again later", {"Retry-After": "1"})
+            self._top_up()  # should a worker have failed to start earlier
+            try:
+                w = self._idle.get(timeout=self.timeout)
+            except queue.Empty:
+                return _plain(503, f"all {self.workers()} query workers are busy; try again later",
+                              {"Retry-After": "1"})
         if self.closed:
-            self._discard(w)
+            self._kill(w)
             return _plain(503, "the server is shutting down")
+        slow = False
+        reply = None
         try:
             w.conn.send(job)
-            if w.conn.poll(self.timeout):
+            ready = w.conn.poll(self.slow_after)
+            if not ready and self.slow_after < self.timeout:
+                slow = True  # from now on it runs beside the pool's size, not in it
+                self._slow_changed(+1)
+                ready = w.conn.poll(self.timeout - self.slow_after)
+            if ready:
                 reply = w.conn.recv()
-                self._idle.put(w)
-                return reply
         except (EOFError, OSError):
+            if slow:
+                self._slow_changed(-1)
             if self.closed:
-                self._discard(w)
+                self._kill(w)
                 return _plain(503, "the server is shutting down")
             status, message = self._crash_message(w)
-            self._replace(w)
+            self._kill(w)
+            self._top_up()
             return _plain(status, message + "; its worker has been replaced")
-        self._replace(w)
+        if slow:
+            self._slow_changed(-1)
+        if reply is not None:
+            self._idle.put(w)
+            return reply
+        self._kill(w)
+        self._top_up()
         self.cancelled += 1
         return _plain(503, f"query cancelled: it ran longer than the time limit of {self.timeout:g} s (--timeout)")
+
+    def workers(self) -> int:
+        """Worker processes, starting ones included."""
+        with self._lock:
+            return len(self._all)
 
     def close(self) -> None:
         self.closed = True
         with self._lock:
             workers = list(self._all)
         for w in workers:
-            self._discard(w)
+            self._kill(w)
         shutil.rmtree(self._logdir, ignore_errors=True)
 
 
@@ -1007,9 +1140,12 @@ class SparqlServer(ThreadingHTTPServer):
     """The HTTP server, its dataset and its worker pool."""
 
     daemon_threads = True
+    # the accept queue: socketserver's 5 overflows when a few dozen clients connect at once, and the
+    # kernel then drops connections (the client retries a second later) or resets them
+    request_queue_size = 128
 
     def __init__(self, address, dataset: Dataset, *, timeout: float, max_results: int, workers: int,
-                 memory: int = 0, examples: list[Example] | None = None, log=None):
+                 memory: int = 0, examples: list[Example] | None = None, log=None, extra_workers: int | None = None):
         self._log = log or (lambda line: print(f"b12kg serve: {line}", file=sys.stderr, flush=True))
         host = address[0]
         if ":" in host:
@@ -1024,7 +1160,7 @@ class SparqlServer(ThreadingHTTPServer):
         self.examples = load_examples() if examples is None else examples
         self.loopback_only = _is_loopback(host)
         self._allowed_hosts = _LOOPBACK_NAMES | {host.lower(), f"[{host.lower()}]"}
-        self.pool = WorkerPool(dataset.store_path, workers, timeout, log=self.log, memory=memory)
+        self.pool = WorkerPool(dataset.store_path, workers, timeout, log=self.log, memory=memory, extra=extra_workers)
         try:
             self.pool.start()
         except BaseException:
@@ -1064,7 +1200,7 @@ class SparqlServer(ThreadingHTTPServer):
 
 def create_server(dataset: Dataset, *, bind: str = "127.0.0.1", port: int = 7878, timeout: float = 10.0,
                   max_results: int = 10000, workers: int = 2, memory: int = 2048, examples=None,
-                  log=None) -> SparqlServer:
+                  log=None, extra_workers: int | None = None) -> SparqlServer:
     """A ready server (workers started, socket bound); call ``serve_forever()`` then ``close()``."""
     if not timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
@@ -1072,12 +1208,14 @@ def create_server(dataset: Dataset, *, bind: str = "127.0.0.1", port: int = 7878
         raise UsageError("--max-results must be at least 1")
     if workers < 1:
         raise UsageError("--workers must be at least 1")
+    if extra_workers is not None and extra_workers < 0:
+        raise UsageError("--extra-workers must be at least 0")
     if memory < 0 or 0 < memory < 64:
         raise UsageError("--memory must be at least 64 (MiB), or 0 for no limit")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: not a port number")
     return SparqlServer((bind, port), dataset, timeout=timeout, max_results=max_results, workers=workers,
-                        memory=memory, examples=examples, log=log)
+                        memory=memory, examples=examples, log=log, extra_workers=extra_workers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1109,6 +1247,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="most rows (SELECT) or triples (CONSTRUCT/DESCRIBE) in a result; larger results are "
                         "refused with 413 (default: 10000)")
     p.add_argument("--workers", type=int, default=2, help="query worker processes (default: 2)")
+    p.add_argument("--extra-workers", type=int, default=None, metavar="N",
+                   help="worker processes added while queries run for more than a second, so that up to N slow "
+                        "queries at once do not hold up the others (default: as many as --workers; 0: none)")
     p.add_argument("--memory", type=int, default=2048, metavar="MIB",
                    help="memory one query may take in its worker, in MiB (address space beyond the worker's "
                         "own); a query beyond it is stopped with 503 (default: 2048; 0: no limit)")
@@ -1157,7 +1298,8 @@ def _run(args) -> int:
     dataset = build_dataset(args)
     try:
         server = create_server(dataset, bind=args.bind, port=args.port, timeout=args.timeout,
-                               max_results=args.max_results, workers=args.workers, memory=args.memory)
+                               max_results=args.max_results, workers=args.workers, memory=args.memory,
+                               extra_workers=getattr(args, "extra_workers", None))
     except BaseException:
         dataset.cleanup()
         raise
@@ -1175,7 +1317,8 @@ def _run(args) -> int:
         isolation = ("workers have no network access" if server.pool.isolated
                      else "SERVICE is refused by the query check")
         server.log(f"serving {dataset.description}; SPARQL endpoint {server.url}/sparql, query page {server.url}/ "
-                   f"({args.workers} workers, {args.timeout:g} s time limit, {args.max_results} results at most, "
+                   f"({args.workers} workers and up to {server.pool.extra} more for slow queries, "
+                   f"{args.timeout:g} s time limit, {args.max_results} results at most, "
                    f"{isolation})")
         server.serve_forever(poll_interval=0.25)
     finally:

@@ -454,8 +454,9 @@ def _job(query, **kw):
 
 
 def test_busy_workers_and_memory_limit(server):
-    # one worker, busy with a slow query: a second query waits the time limit for it, then gets 503
-    pool = serve.WorkerPool(server.dataset.store_path, 1, 1.0)
+    # one worker and no extra one, busy with a slow query: a second query waits the time limit for
+    # it, then gets 503
+    pool = serve.WorkerPool(server.dataset.store_path, 1, 1.0, extra=0)
     pool.start()
     try:
         slow = {}
@@ -478,6 +479,113 @@ def test_busy_workers_and_memory_limit(server):
     finally:
         pool.close()
     assert not os.path.exists(pool._logdir)
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes (multiprocessing children) of a process."""
+    out = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(b")") + 2:].split()
+        if int(rest[1]) == pid and b"spawn_main" in cmdline and rest[0] != b"Z":
+            out.append(int(name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_slow_queries_do_not_hold_up_the_others(server):
+    # Regression (bench/load.py, 16 clients and 2 attackers): two queries cut off at the time limit
+    # held both workers, so everyone else got "503 all workers are busy". Now a query running longer
+    # than slow_after gets a worker added beside it (up to `extra` at once).
+    pool = serve.WorkerPool(server.dataset.store_path, 1, 4.0)  # one worker, one extra for a slow query
+    assert pool.extra == 1 and pool.slow_after == 1.0  # a second, or a quarter of the time limit
+    pool.slow_after = 0.3
+    pool.start()
+    try:
+        slow, fast = {}, {}
+
+        def run_slow():
+            slow["reply"] = pool.run(_job(SLOW))
+            slow["end"] = time.monotonic()
+
+        thread = threading.Thread(target=run_slow)
+        thread.start()
+        time.sleep(0.1)
+        status, _, body, _ = pool.run(_job(B12 + "ASK { ?p a b12:Patient }"))  # waits for the added worker
+        fast["end"] = time.monotonic()
+        assert status == 200 and b"true" in body
+        assert thread.is_alive()  # answered while the slow query still runs
+        assert pool.workers() == 2
+        first = {w.process.pid for w in list(pool._all)}
+        thread.join(15)
+        assert slow["reply"][0] == 503 and b"time limit" in slow["reply"][2]
+        assert fast["end"] < slow["end"] and pool.added == 1 and pool.cancelled == 1
+        # back to one worker (the killed one is not replaced: the added one takes its place), which answers
+        assert pool.run(_job("ASK { ?s ?p ?o }"))[0] == 200
+        deadline = time.monotonic() + 10
+        while pool.workers() != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.workers() == 1
+        pids = {w.process.pid for w in list(pool._all)} | first
+    finally:
+        pool.close()
+    # a slow query that ends by itself: the added worker stays for shrink_after seconds (a run of slow
+    # queries would use it), then the pool is back to its size
+    pool = serve.WorkerPool(server.dataset.store_path, 1, 30.0)
+    pool.slow_after, pool.shrink_after = 0.3, 1.0
+    pool.start()
+    try:
+        t0 = time.monotonic()
+        slow_but_finite = "SELECT (COUNT(*) AS ?n) WHERE { SELECT * WHERE { ?a ?b ?c . ?d ?e ?f } LIMIT 10000000 }"
+        status, _, body, _ = pool.run(_job(slow_but_finite))
+        assert status == 200 and time.monotonic() - t0 > pool.slow_after and pool.added == 1
+        pids |= {w.process.pid for w in list(pool._all)}
+        deadline = time.monotonic() + 15
+        while not (pool.workers() == 1 and pool._idle.qsize() == 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.workers() == 1 and pool._idle.qsize() == 1
+        assert pool.run(_job("ASK { ?s ?p ?o }"))[0] == 200
+    finally:
+        pool.close()
+    deadline = time.monotonic() + 5
+    while set(_workers(os.getpid())) & pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(_workers(os.getpid())) & pids
+
+
+def test_many_connections_at_once_are_queued_not_dropped(server):
+    # Regression (bench/load.py, 16 clients): socketserver's accept queue of 5 overflowed, and the
+    # kernel dropped connections (a 1 s SYN retry) or reset them (ConnectionResetError).
+    import selectors
+
+    srv = serve.create_server(serve.Dataset(server.dataset.store_path, "the same store"), port=0, workers=1)
+    try:  # not accepting: every connection waits in the accept queue
+        assert srv.request_queue_size >= 64
+        sel = selectors.DefaultSelector()
+        socks = []
+        for _ in range(48):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", srv.port))
+            sel.register(s, selectors.EVENT_WRITE)
+            socks.append(s)
+        connected, deadline = set(), time.monotonic() + 0.8  # before any SYN retry (1 s)
+        while len(connected) < len(socks) and time.monotonic() < deadline:
+            for key, _ in sel.select(0.1):
+                if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    connected.add(key.fileobj)
+                sel.unregister(key.fileobj)
+        assert len(connected) == len(socks)
+        for s in socks:
+            s.close()
+    finally:
+        srv.close()
 
 
 def test_an_engine_abort_is_reported(tmp_path):
