@@ -8,6 +8,7 @@ from pathlib import Path
 import pyoxigraph as ox
 
 from .errors import InputError
+from .sparqltext import inspect_query
 from .vocab import sparql_prefixes
 
 
@@ -16,12 +17,27 @@ def run_query_file(report, path: str, fmt: str = "table") -> str:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(path, exc.strerror or str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
+    info = inspect_query(text)
+    if info.error:
+        raise InputError(path, info.error)
+    if info.service:
+        # pyoxigraph executes SERVICE: b12kg query never fetches anything from the network.
+        raise InputError(path, "SERVICE (federated query) is refused: b12kg query reads only the local data")
+    if info.update:
+        raise InputError(path, f"{info.update} is an update; b12kg query runs read-only queries (SELECT, CONSTRUCT, DESCRIBE, ASK)")
     if "PREFIX b12:" not in text and "prefix b12:" not in text:
         text = sparql_prefixes() + text
     try:
-        result = report.query(text)
+        return _render(report.query(text), fmt)
     except SyntaxError as exc:
-        raise InputError(path, f"SPARQL syntax error: {exc}") from None
+        raise InputError(path, f"SPARQL syntax error: {' '.join(str(exc).split())}") from None
+    except (RuntimeError, OSError, ValueError) as exc:  # raised by the engine, also while iterating
+        raise InputError(path, f"the query failed: {' '.join(str(exc).split())}") from None
+
+
+def _render(result, fmt: str) -> str:
     if isinstance(result, ox.QuerySolutions):
         variables = [v.value for v in result.variables]
         rows = [[_fmt(sol[v]) for v in variables] for sol in result]
@@ -43,9 +59,7 @@ def run_query_file(report, path: str, fmt: str = "table") -> str:
         return "\n".join(out) + "\n"
     if isinstance(result, bool):
         return ("true" if result else "false") + "\n"
-    triples = sorted(f"{t.subject} {t.predicate} {t.object} .\n" for t in result)
-    return "".join(triples)
-
+    return "".join(sorted(f"{t.subject} {t.predicate} {t.object} .\n" for t in result))
 
 def _fmt(term) -> str:
     if term is None:

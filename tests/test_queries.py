@@ -78,3 +78,44 @@ def test_source_conflicts(examples):
     case45 = [r for r in sides if r["patient"].endswith("case45/patient") and r["id"] == "CONFLICT-NEURO-LOADING"]
     assert len(case45) >= 2, "both sides of the conflict are listed"
     assert all(r["documents"] for r in case45)
+
+
+# ---- refused before the engine sees the text: b12kg query never reaches the network ----------
+
+@pytest.mark.parametrize("text", [
+    "SELECT * { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }",
+    "select * { service silent <http://127.0.0.1:9/sparql> { ?s ?p ?o } }",
+    "SELECT * { ?s ?p ?o . SERVICE<http://127.0.0.1:9/sparql>{ ?s ?p ?o } }",
+])
+def test_service_is_refused(examples, tmp_path, text):
+    from reasoner.errors import InputError
+
+    q = tmp_path / "federated.rq"
+    q.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match="SERVICE .* refused"):
+        run_query_file(examples, str(q))
+
+
+def test_service_in_a_comment_or_string_is_not_refused(examples, tmp_path):
+    q = tmp_path / "near_miss.rq"
+    q.write_text('# no SERVICE here\nSELECT ?x { BIND("SERVICE <http://127.0.0.1:9/>" AS ?x) }', encoding="utf-8")
+    assert "SERVICE <http://127.0.0.1:9/>" in run_query_file(examples, str(q))
+
+
+def test_update_and_engine_failures_are_one_line_errors(tmp_path, capsys):
+    from tests.cli_helpers import one_line_error, run
+
+    example = ROOT / "examples" / "case01-b12-179-metformin-deficient.ttl"
+    cases = {
+        "update.rq": ("INSERT DATA { <urn:a> <urn:b> <urn:c> }", "INSERT is an update"),
+        "service.rq": ("SELECT * { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }", "SERVICE"),
+        "syntax.rq": ("SELECT * { ?s ?p }", "SPARQL syntax error"),
+        "latin1.rq": (b"SELECT * { ?s ?p \"\xe9\" }", "not UTF-8"),
+    }
+    for name, (text, expected) in cases.items():
+        q = tmp_path / name
+        q.write_bytes(text if isinstance(text, bytes) else text.encode())
+        code, out, err = run(capsys, "query", q, example, "--as-of", "2026-06-01")
+        assert code == 2, (name, out, err)
+        line = one_line_error(err)
+        assert name in line and expected in line, line

@@ -1,0 +1,88 @@
+"""Looking at a SPARQL text before running it: its form, and whether it is an update or a
+federated query (``SERVICE``). Shared by ``b12kg serve`` and ``b12kg query``, which both refuse
+SERVICE before any engine sees the text: pyoxigraph executes SERVICE and would fetch from the
+network."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------------------------------------
+# Looking at a query before running it: its form, and whether it is an update or federated.
+# A tokenizer after the SPARQL 1.1 grammar's terminals, so that a keyword inside a string, IRI,
+# comment or prefixed name is not mistaken for one, and one outside them is never missed.
+# ---------------------------------------------------------------------------------------------
+
+_BASE = ("A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u02FF\u0370-\u037D\u037F-\u1FFF\u200C-\u200D"
+         "\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD\U00010000-\U000EFFFF")
+_U = _BASE + "_"
+_CH = _U + r"\-0-9\u00B7\u0300-\u036F\u203F-\u2040"
+_PLX = r"%[0-9A-Fa-f]{2}|\\[_~.\-!$&'()*+,;=/?#@%]"
+_ECHAR = r"\\[tbnrf\\\"']|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}"
+_PN_PREFIX = f"[{_BASE}](?:[{_CH}.]*[{_CH}])?"
+_PN_LOCAL = f"(?:[{_U}:0-9]|{_PLX})(?:(?:[{_CH}.:]|{_PLX})*(?:[{_CH}:]|{_PLX}))?"
+_TOKEN = re.compile("|".join([
+    r"(?P<ws>\s+)",
+    r"(?P<comment>#[^\n\r]*)",
+    r"(?P<iri><[^<>\"{}|^`\\\x00-\x20]*>)",
+    f"(?P<string>'''(?:(?:'|'')?(?:[^'\\\\]|{_ECHAR}))*'''"
+    f"|\"\"\"(?:(?:\"|\"\")?(?:[^\"\\\\]|{_ECHAR}))*\"\"\""
+    f"|'(?:[^'\\\\\\n\\r]|{_ECHAR})*'"
+    f"|\"(?:[^\"\\\\\\n\\r]|{_ECHAR})*\")",
+    f"(?P<var>[?$][{_U}0-9][{_U}0-9\u00B7\u0300-\u036F\u203F-\u2040]*)",
+    r"(?P<langtag>@[a-zA-Z]+(?:-[a-zA-Z0-9]+)*)",
+    f"(?P<bnode>_:[{_U}0-9](?:[{_CH}.]*[{_CH}])?)",
+    f"(?P<pname>(?P<prefix>{_PN_PREFIX})?:(?:{_PN_LOCAL})?)",
+    r"(?P<word>[A-Za-z_][A-Za-z0-9_]*)",
+    r"(?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)",
+    r"(?P<quote>['\"])",
+    r"(?P<other>.)",
+]), re.DOTALL)
+
+QUERY_FORMS = ("SELECT", "CONSTRUCT", "DESCRIBE", "ASK")
+UPDATE_KEYWORDS = ("INSERT", "DELETE", "LOAD", "CLEAR", "CREATE", "DROP", "COPY", "MOVE", "ADD", "WITH")
+
+
+@dataclass
+class QueryInfo:
+    form: str | None = None  # SELECT, CONSTRUCT, DESCRIBE, ASK, or None when not recognised
+    update: str | None = None  # the first update keyword, when the text is (or contains) an update
+    service: bool = False  # SERVICE, i.e. a federated query
+    has_dataset: bool = False  # FROM / FROM NAMED
+    error: str | None = None  # a lexical error (an unterminated string)
+
+
+def inspect_query(text: str) -> QueryInfo:
+    """Classify a query without running it (and without trusting any engine to refuse things).
+
+    Conservative about SERVICE: the engine's parser does not require a word boundary after a
+    keyword (``trueSERVICE<…>`` and ``SERVICE:x`` run a SERVICE), so any bare word, prefix name
+    or language tag that contains "service" counts. Strings, IRIs, variables and comments do not.
+    """
+    info = QueryInfo()
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind == "prefix":  # the inner group of a pname
+            kind = "pname"
+        if kind in ("ws", "comment", "iri", "string", "var", "bnode", "number", "other"):
+            continue
+        if kind == "quote":
+            line = text.count("\n", 0, m.start()) + 1
+            info.error = f"SPARQL syntax error: unterminated string at line {line}"
+            continue
+        if kind == "pname":
+            word = m.group("prefix") or ""
+        else:
+            word = m.group(0)
+        upper = word.upper()
+        if "SERVICE" in upper:
+            info.service = True
+        if kind != "word":
+            continue
+        if upper in UPDATE_KEYWORDS and info.update is None:
+            info.update = upper
+        elif upper in QUERY_FORMS and info.form is None:
+            info.form = upper
+        elif upper == "FROM":
+            info.has_dataset = True
+    return info
