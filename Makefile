@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AS_OF ?= 2026-06-01
 
-.PHONY: demo test bench install system-deps clean
+.PHONY: demo test bench load install system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install system-deps
 SIZES ?= 1000,10000
 bench: install
 	$(BIN)/python bench/run.py --sizes $(SIZES)
+
+# Endpoint load run (not part of the tests): 16 clients and 2 attackers for 60 s against b12kg serve.
+load: install
+	$(BIN)/python bench/load.py --clients 16 --seconds 60
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
