@@ -344,6 +344,8 @@ def parse_rdf(path: str, content: bytes | None = None, fmt: str | None = None, *
                 iri = ox.NamedNode(f"urn:b12kg:bnode:{digest}:{len(bnodes)}")
                 bnodes[term.value] = iri
             return iri
+        if isinstance(term, ox.Triple):  # an RDF 1.2 triple term: its blank nodes too
+            return ox.Triple(skolem(term.subject), term.predicate, skolem(term.object))
         return term
 
     base = Path(path).resolve().as_uri() if Path(path).exists() else None

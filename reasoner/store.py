@@ -220,13 +220,11 @@ def _plain_text_head(path: str, head: bytes) -> bool:
     """No byte-order mark, no NUL, and whatever else the loader's own text check refuses."""
     if head.startswith((b"\xef\xbb\xbf", b"\xfe\xff", b"\xff\xfe", b"\x00\x00\xfe\xff")) or b"\x00" in head:
         return False
-    check_text = getattr(_load, "check_text", None)  # the loader's hostile-input check, when it has one
-    if check_text is not None:
-        cut = head[:len(head) - _incomplete_tail(head)]
-        try:
-            check_text(path, cut)
-        except InputError:
-            return False
+    cut = head[:len(head) - _incomplete_tail(head)]
+    try:
+        _load.check_text(path, cut)  # the loader's hostile-input check (encodings, binary content)
+    except InputError:
+        return False
     return True
 
 
@@ -238,6 +236,17 @@ def _incomplete_tail(data: bytes) -> int:
             need = 1 if b < 0x80 else 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4 if b >> 3 == 0b11110 else 1
             return back if need > back else 0
     return 0
+
+
+def nt_term(term, skolem=None) -> str:
+    """A term in N-Triples syntax. ``str()`` of a pyoxigraph term is that, except for an RDF 1.2
+    triple term, whose ``str()`` lacks the ``<<( … )>>`` around it; blank nodes inside it go
+    through ``skolem`` when one is given."""
+    if type(term) is ox.Triple:
+        return f"<<( {nt_term(term.subject, skolem)} {term.predicate} {nt_term(term.object, skolem)} )>>"
+    if skolem is not None and type(term) is ox.BlankNode:
+        return skolem(term)
+    return str(term)
 
 
 def _rdf_rows(path: str, rdf_format: ox.RdfFormat, digest: str) -> Iterator[tuple[str, str, str]]:
@@ -254,10 +263,12 @@ def _rdf_rows(path: str, rdf_format: ox.RdfFormat, digest: str) -> Iterator[tupl
             bnodes[term.value] = iri
         return iri
 
+    triple = ox.Triple
     try:
         for q in ox.parse(path=path, format=rdf_format, base_iri=Path(path).resolve().as_uri()):
             s, o = q.subject, q.object
-            yield (skolem(s) if type(s) is blank else str(s)), str(q.predicate), (skolem(o) if type(o) is blank else str(o))
+            yield ((skolem(s) if type(s) is blank else str(s)), str(q.predicate),
+                   (skolem(o) if type(o) is blank else nt_term(o, skolem) if type(o) is triple else str(o)))
     except SyntaxError as exc:
         raise _syntax_error(path, rdf_format, exc) from None
     except (ValueError, OSError) as exc:
@@ -265,8 +276,10 @@ def _rdf_rows(path: str, rdf_format: ox.RdfFormat, digest: str) -> Iterator[tupl
 
 
 def _quad_rows(quads: Iterable[ox.Quad]) -> Iterator[tuple[str, str, str]]:
+    triple = ox.Triple
     for q in quads:
-        yield str(q.subject), str(q.predicate), str(q.object)
+        o = q.object
+        yield str(q.subject), str(q.predicate), (nt_term(o) if type(o) is triple else str(o))
 
 
 class Staging:
@@ -374,10 +387,16 @@ class Staging:
     # ---- reading ---------------------------------------------------------------------------------
 
     def patient_count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM patients WHERE value IS NOT NULL").fetchone()[0]
+        try:
+            return self.db.execute("SELECT count(*) FROM patients WHERE value IS NOT NULL").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _staging_error(exc) from None
 
     def is_patient(self, iri: str | None) -> bool:
-        return iri is not None and self.db.execute("SELECT 1 FROM patients WHERE value = ?", (iri,)).fetchone() is not None
+        try:
+            return iri is not None and self.db.execute("SELECT 1 FROM patients WHERE value = ?", (iri,)).fetchone() is not None
+        except sqlite3.Error as exc:
+            raise _staging_error(exc) from None
 
     def groups(self, batch_size: int) -> Iterator[tuple[list[str], list[tuple[str, str]]]]:
         """Every patient (IRIs in sorted order), ``batch_size`` at a time: (patient IRIs, rows of
@@ -489,6 +508,8 @@ class PatientStore:
             return self._load(st, kb)
         except _STORE_FAILURES as exc:
             raise _store_error(self.path, exc) from None
+        except (SyntaxError, ValueError) as exc:  # staged text the store cannot read back: a bug, said in one line
+            raise B12kgError(f"--store {self.path}: the staged input could not be written: {' '.join(str(exc).split())}") from None
         finally:
             if own:
                 st.close()

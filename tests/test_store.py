@@ -9,7 +9,7 @@ import pytest
 
 from reasoner import cohort, recommend
 from reasoner.store import PatientStore
-from tests.cli_helpers import run
+from tests.cli_helpers import one_line_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.ttl"))
@@ -97,6 +97,10 @@ def test_store_usage_errors(tmp_path, capsys):
     assert code == 2 and "no such store" in err
     code, _, err = run(capsys, "recommend", "-f", "ndjson")
     assert code == 2 and "--store" in err
+    for url, why in [("http://[::1", "Invalid IPv6 URL"), ("http://localhost:99999/x", "Port out of range"), ("http:///x", "invalid URL")]:
+        for command in (["load", EXAMPLES[0]], ["recommend", "--as-of", "2026-06-01"]):
+            code, _, err = run(capsys, *command, "--store", url)
+            assert code == 2 and why in one_line_error(err), (url, command, err)
 
 
 # ---- staging: the on-disk grouping is split_by_patient's grouping -----------------------------
@@ -135,8 +139,10 @@ def _staged_groups(st, batch_size=2):
 def _split_groups(data):
     from reasoner.store import split_by_patient
 
+    from reasoner.store import nt_term
+
     groups, unassigned = split_by_patient(data.quads)
-    text = lambda q: f"{q.subject} {q.predicate} {q.object}"  # noqa: E731
+    text = lambda q: f"{q.subject} {q.predicate} {nt_term(q.object)}"  # noqa: E731
     return {p: sorted(text(q) for q in v) for p, v in groups.items()}, sorted(text(q) for q in unassigned)
 
 
@@ -205,3 +211,46 @@ def test_staging_leaves_nothing_on_disk(tmp_path, monkeypatch):
     with Staging.from_sources(EXAMPLES) as st:
         assert st.patient_count() == len(EXAMPLES)
         assert list(tmp_path.iterdir()) == []  # the database file is already unlinked
+
+
+TRIPLE_TERMS = """@prefix b12: <https://w3id.org/b12kg/> .
+@prefix ex: <https://example.org/> .
+@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+ex:p1 a b12:Patient ; b12:birthDate "1960-01-01"^^xsd:date .
+ex:r1 a b12:TotalB12Result ; b12:subject ex:p1 ; b12:value 150 ; b12:unit "ng/L" ;
+      b12:date "2026-05-20"^^xsd:date ; ex:source <<( ex:lab ex:says _:x )>> .
+ex:r2 b12:subject <<( ex:a ex:b "c" )>> .
+"""
+
+
+def test_rdf12_triple_terms_are_staged_and_stored(tmp_path, capsys):
+    """str() of a pyoxigraph triple term is not N-Triples; staging writes <<( … )>> (was a
+    traceback in load and an error entry in cohort runs). A triple term is no patient."""
+    import pyoxigraph as ox
+
+    from reasoner.load import load_sources
+    from reasoner.store import Staging
+
+    f = tmp_path / "terms.ttl"
+    f.write_text(TRIPLE_TERMS, encoding="utf-8")
+    expected = _split_groups(load_sources([str(f)]))
+    assert list(expected[0]) == ["https://example.org/p1"] and len(expected[1]) == 1
+    with Staging.from_sources([str(f)]) as st:
+        assert _staged_groups(st) == expected
+    store = tmp_path / "store"
+    code, _, err = run(capsys, "load", f, "--store", store)
+    assert code == 0 and "loaded 1 patients" in err, err
+    terms = [q.object for q in PatientStore(store).store.quads_for_pattern(None, ox.NamedNode("https://example.org/source"), None, None)]
+    assert len(terms) == 1 and isinstance(terms[0], ox.Triple) and str(terms[0].predicate) == "<https://example.org/says>"
+    code, out, _ = run(capsys, "recommend", f, "--as-of", "2026-06-01", "-f", "ndjson")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [p["patient"] for p in lines] == ["https://example.org/p1", ""]
+    assert not any("error" in p for p in lines)
+    assert "DX-B12-DEFICIENT" in {i["id"] for i in lines[0]["findings"]}
+    # b12kg query writes triple terms as <<( … )>> in tables and in CONSTRUCT output
+    for form in ("SELECT ?o", "CONSTRUCT { ?s ?p ?o }"):
+        q = tmp_path / "terms.rq"
+        q.write_text(f"{form} WHERE {{ ?s ?p ?o . FILTER(isTriple(?o)) }}", encoding="utf-8")
+        code, out, err = run(capsys, "query", q, "--store", store)
+        assert code == 0, err
+        assert "<<( <https://example.org/a> <https://example.org/b> \"c\" )>>" in out, out
