@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pyoxigraph as ox
 
@@ -13,10 +12,11 @@ from .vocab import sparql_prefixes
 
 
 def run_query_file(report, path: str, fmt: str = "table") -> str:
+    from .load import read_input
+
+    content = read_input(path)  # a regular file of bounded size: never a FIFO or a device
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(path, exc.strerror or str(exc)) from None
+        text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
     info = inspect_query(text)
@@ -57,11 +57,17 @@ def _render(result, fmt: str) -> str:
         out = [line, "  ".join("-" * w for w in widths)]
         out += ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)) for r in rows]
         return "\n".join(out) + "\n"
-    if isinstance(result, bool):
-        return ("true" if result else "false") + "\n"
-    return "".join(sorted(f"{t.subject} {t.predicate} {t.object} .\n" for t in result))
+    if isinstance(result, (bool, ox.QueryBoolean)):  # pyoxigraph answers ASK with a QueryBoolean
+        return ("true" if bool(result) else "false") + "\n"
+    from .store import nt_term  # str() of an RDF 1.2 triple term lacks its <<( … )>>
+
+    return "".join(sorted(f"{t.subject} {t.predicate} {nt_term(t.object)} .\n" for t in result))
 
 def _fmt(term) -> str:
     if term is None:
         return ""
+    if isinstance(term, ox.Triple):  # an RDF 1.2 triple term has no .value: written as <<( … )>>
+        from .store import nt_term
+
+        return nt_term(term)
     return term.value

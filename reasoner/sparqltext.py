@@ -19,12 +19,11 @@ _U = _BASE + "_"
 _CH = _U + r"\-0-9\u00B7\u0300-\u036F\u203F-\u2040"
 _PLX = r"%[0-9A-Fa-f]{2}|\\[_~.\-!$&'()*+,;=/?#@%]"
 _ECHAR = r"\\[tbnrf\\\"']|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}"
-_PN_PREFIX = f"[{_BASE}](?:[{_CH}.]*[{_CH}])?"
-_PN_LOCAL = f"(?:[{_U}:0-9]|{_PLX})(?:(?:[{_CH}.:]|{_PLX})*(?:[{_CH}:]|{_PLX}))?"
 _TOKEN = re.compile("|".join([
     r"(?P<ws>\s+)",
     r"(?P<comment>#[^\n\r]*)",
-    r"(?P<iri><[^<>\"{}|^`\\\x00-\x20]*>)",
+    # IRIREF; the engine also accepts \u and \U escapes inside one (<http://x/\u0041#>)
+    r"(?P<iri><(?:[^<>\"{}|^`\\\x00-\x20]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*>)",
     f"(?P<string>'''(?:(?:'|'')?(?:[^'\\\\]|{_ECHAR}))*'''"
     f"|\"\"\"(?:(?:\"|\"\")?(?:[^\"\\\\]|{_ECHAR}))*\"\"\""
     f"|'(?:[^'\\\\\\n\\r]|{_ECHAR})*'"
@@ -32,12 +31,16 @@ _TOKEN = re.compile("|".join([
     f"(?P<var>[?$][{_U}0-9][{_U}0-9\u00B7\u0300-\u036F\u203F-\u2040]*)",
     r"(?P<langtag>@[a-zA-Z]+(?:-[a-zA-Z0-9]+)*)",
     f"(?P<bnode>_:[{_U}0-9](?:[{_CH}.]*[{_CH}])?)",
-    f"(?P<pname>(?P<prefix>{_PN_PREFIX})?:(?:{_PN_LOCAL})?)",
-    r"(?P<word>[A-Za-z_][A-Za-z0-9_]*)",
     r"(?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)",
+    # keywords, function names and prefixed names: the whole run of name characters at once, then
+    # split in Python. (A PN_PREFIX pattern tried at every position of a long run without a colon,
+    # such as a.a.a.…, is quadratic: 40,000 characters took 12 s.)
+    f"(?P<name>(?:[{_CH}.:]|{_PLX})+)",
     r"(?P<quote>['\"])",
     r"(?P<other>.)",
 ]), re.DOTALL)
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 QUERY_FORMS = ("SELECT", "CONSTRUCT", "DESCRIBE", "ASK")
 UPDATE_KEYWORDS = ("INSERT", "DELETE", "LOAD", "CLEAR", "CREATE", "DROP", "COPY", "MOVE", "ADD", "WITH")
@@ -62,27 +65,29 @@ def inspect_query(text: str) -> QueryInfo:
     info = QueryInfo()
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
-        if kind == "prefix":  # the inner group of a pname
-            kind = "pname"
         if kind in ("ws", "comment", "iri", "string", "var", "bnode", "number", "other"):
             continue
         if kind == "quote":
-            line = text.count("\n", 0, m.start()) + 1
-            info.error = f"SPARQL syntax error: unterminated string at line {line}"
+            if info.error is None:  # the first one only: counting lines for every quote is quadratic
+                line = text.count("\n", 0, m.start()) + 1
+                info.error = f"SPARQL syntax error: unterminated string at line {line}"
             continue
-        if kind == "pname":
-            word = m.group("prefix") or ""
-        else:
-            word = m.group(0)
-        upper = word.upper()
-        if "SERVICE" in upper:
+        run = m.group(0)
+        if kind == "langtag":
+            info.service = info.service or "SERVICE" in run.upper()
+            continue
+        prefix, colon, _ = run.partition(":")
+        if colon:  # a prefixed name: only its prefix can hide a keyword (ex:service is a name)
+            info.service = info.service or "SERVICE" in prefix.upper()
+            continue
+        if "SERVICE" in run.upper():
             info.service = True
-        if kind != "word":
-            continue
-        if upper in UPDATE_KEYWORDS and info.update is None:
-            info.update = upper
-        elif upper in QUERY_FORMS and info.form is None:
-            info.form = upper
-        elif upper == "FROM":
-            info.has_dataset = True
+        for word in _WORD.findall(run):
+            upper = word.upper()
+            if upper in UPDATE_KEYWORDS and info.update is None:
+                info.update = upper
+            elif upper in QUERY_FORMS and info.form is None:
+                info.form = upper
+            elif upper == "FROM":
+                info.has_dataset = True
     return info

@@ -1,6 +1,7 @@
 """The informaticians' queries (queries/*.rq), each run on a small multi-patient graph."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,9 @@ def test_source_conflicts(examples):
     "SELECT * { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }",
     "select * { service silent <http://127.0.0.1:9/sparql> { ?s ?p ?o } }",
     "SELECT * { ?s ?p ?o . SERVICE<http://127.0.0.1:9/sparql>{ ?s ?p ?o } }",
+    # an escape inside an IRI once split it, so the '#' after it hid the rest of the line
+    "PREFIX ex: <http://example.org/\\u0041#> SELECT * WHERE { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }",
+    "SELECT * { ?s ?p ?o .SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }",
 ])
 def test_service_is_refused(examples, tmp_path, text):
     from reasoner.errors import InputError
@@ -102,6 +106,21 @@ def test_service_in_a_comment_or_string_is_not_refused(examples, tmp_path):
     assert "SERVICE <http://127.0.0.1:9/>" in run_query_file(examples, str(q))
 
 
+def test_service_inside_an_escaped_iri_or_a_local_name_is_not_refused(examples, tmp_path):
+    q = tmp_path / "near_miss.rq"
+    q.write_text('PREFIX fhir: <http://hl7.org/fhir/>\n'
+                 'SELECT ?x { BIND(<http://x/\\u0041/service> AS ?x) FILTER(?x != fhir:service) }', encoding="utf-8")
+    assert "http://x/A/service" in run_query_file(examples, str(q))
+
+
+def test_ask_answers_true_or_false(examples, tmp_path):
+    q = tmp_path / "ask.rq"
+    q.write_text("ASK { ?p a b12:Patient }", encoding="utf-8")
+    assert run_query_file(examples, str(q)) == "true\n"
+    q.write_text("ASK { ?p a b12:NoSuchClass }", encoding="utf-8")
+    assert run_query_file(examples, str(q)) == "false\n"
+
+
 def test_update_and_engine_failures_are_one_line_errors(tmp_path, capsys):
     from tests.cli_helpers import one_line_error, run
 
@@ -112,6 +131,10 @@ def test_update_and_engine_failures_are_one_line_errors(tmp_path, capsys):
         "syntax.rq": ("SELECT * { ?s ?p }", "SPARQL syntax error"),
         "latin1.rq": (b"SELECT * { ?s ?p \"\xe9\" }", "not UTF-8"),
     }
+    fifo = tmp_path / "fifo.rq"
+    os.mkfifo(fifo)  # never opened for writing: reading it would block for ever
+    code, _, err = run(capsys, "query", fifo, example, "--as-of", "2026-06-01")
+    assert code == 2 and "FIFO" in one_line_error(err)
     for name, (text, expected) in cases.items():
         q = tmp_path / name
         q.write_bytes(text if isinstance(text, bytes) else text.encode())
