@@ -19,11 +19,22 @@ from collections.abc import Iterable
 
 import pyoxigraph as ox
 
-from .errors import B12kgError
+from .errors import B12kgError, UsageError
 
 #: Seconds to wait for a remote store to connect and for each read of its answer
 #: (``--store-timeout``). A store that goes away or never answers is an error, never a hang.
 DEFAULT_TIMEOUT = 120.0
+
+
+def _check_url(url: str) -> None:
+    """An http(s) URL with a host and, if given, a valid port; UsageError (one line) otherwise."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise UsageError(f"--store {url}: invalid URL: {' '.join(str(exc).split())}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--store {url}: invalid URL: give http://host[:port]/… or https://…")
 
 
 class Backend:
@@ -86,6 +97,9 @@ class RemoteBackend(Backend):
     /store) or its query endpoint; update and Graph Store endpoints can be given explicitly."""
 
     def __init__(self, url: str, update: str | None = None, gsp: str | None = None, timeout: float = DEFAULT_TIMEOUT):
+        for u in (url, update, gsp):
+            if u is not None:
+                _check_url(u)
         base = url.rstrip("/")
         if base.endswith(("/query", "/sparql")):
             root = base.rsplit("/", 1)[0]
@@ -106,10 +120,10 @@ class RemoteBackend(Backend):
 
     def _request(self, method: str, url: str, body: bytes, content_type: str, accept: str | None = None) -> bytes:
         """One HTTP exchange; every way it can fail is a one-line B12kgError naming the URL."""
-        req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
-        if accept:
-            req.add_header("Accept", accept)
         try:
+            req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
+            if accept:
+                req.add_header("Accept", accept)
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.read()
         except urllib.error.HTTPError as exc:
@@ -118,6 +132,8 @@ class RemoteBackend(Backend):
             except (OSError, http.client.HTTPException):
                 detail = ""
             raise B12kgError(f"remote store {url}: HTTP {exc.code}: {detail}".rstrip(": ")) from None
+        except ValueError as exc:  # a URL urllib cannot use (a bad port, an unclosed IPv6 bracket …)
+            raise B12kgError(f"remote store {url}: invalid URL: {' '.join(str(exc).split())}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
