@@ -100,14 +100,16 @@ class StorePool:
         self.quads = quads
         self.size = size
         self.max_uses = max_uses
-        self.free: list[ox.Store] = []
-        self.uses: dict[int, int] = {}  # id(store) -> evaluations it has served (free stores only)
+        #: (store, evaluations it has served); list.append and list.pop are atomic, so finalizers
+        #: running on other threads cannot tear a store from its count
+        self.free: list[tuple[ox.Store, int]] = []
 
     def take(self) -> tuple[ox.Store, int]:
         """A store holding the ontology, and how many evaluations it has served before."""
-        if self.free:
-            store = self.free.pop()
-            return store, self.uses.pop(id(store), 0)
+        try:
+            return self.free.pop()
+        except IndexError:
+            pass
         store = ox.Store()
         store.extend(self.quads)
         return store, 0
@@ -121,8 +123,7 @@ class StorePool:
                     store.remove_graph(g)
             store.clear_graph(ox.DefaultGraph())
             if len(store) == len(self.quads):
-                self.free.append(store)
-                self.uses[id(store)] = uses
+                self.free.append((store, uses))
         except Exception:  # noqa: BLE001 - a store that cannot be emptied is simply dropped
             pass
 

@@ -40,12 +40,12 @@ def _run(kb):
 def test_store_reused_until_retired(kb, pool):
     first = _run(kb)
     assert len(pool.free) == 1
-    store = pool.free[0]
-    assert len(store) == len(kb.evaluation_quads)  # only the ontology is left in it
-    assert _run(kb) == first and pool.free == [store]  # same store, same answer
+    store, uses = pool.free[0]
+    assert uses == 1 and len(store) == len(kb.evaluation_quads)  # only the ontology is left in it
+    assert _run(kb) == first and pool.free == [(store, 2)]  # same store, same answer
     assert _run(kb) == first
     assert pool.free == []  # third use: retired (max_uses=3), not put back
-    assert _run(kb) == first and pool.free and pool.free[0] is not store
+    assert _run(kb) == first and pool.free and pool.free[0][0] is not store
 
 
 def test_exposed_store_is_not_reused(kb, pool):
