@@ -372,10 +372,28 @@ def _date_lit(d: dt.date) -> ox.Literal:
     return ox.Literal(d.isoformat(), datatype=_XSD_DATE)
 
 
+#: A JSON number whose decimal exponent is beyond this is out of range: 1e99999999 is a few bytes
+#: of JSON, but int() or format(…, "f") of it needs gigabytes (measured: a MemoryError from 4.5 KB).
+MAX_EXPONENT = 100
+
+
 def _num(value) -> Decimal | None:
+    """The number, or None when ``value`` is not a number or is out of range (see _out_of_range)."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, float)):
         return None
-    return Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    d = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    return None if _out_of_range(d) else d
+
+
+def _out_of_range(d: Decimal) -> bool:
+    return not d.is_finite() or (d != 0 and abs(d.adjusted()) > MAX_EXPONENT)
+
+
+def _number_problem(raw) -> str:
+    """Why a JSON value that _num refused is not used: out of range, or not a number at all."""
+    if isinstance(raw, (int, Decimal, float)) and not isinstance(raw, bool):
+        return f"{_brief(raw)} is out of range (beyond 1e{MAX_EXPONENT})"
+    return f"{_brief(raw)} is not a number"
 
 
 def _num_lit(d: Decimal) -> ox.Literal:
@@ -567,7 +585,16 @@ class _Importer:
                     raise _Bad(f"{here}must be a JSON object")
                 resource = entry.get("resource")
                 if resource is None:
-                    continue  # a DELETE request or a response entry: no resource
+                    request = entry.get("request")
+                    method = request.get("method") if isinstance(request, dict) else None
+                    if method == "DELETE" or "response" in entry:  # nothing to read, but listed
+                        self.read += 1
+                        what = "a DELETE request" if method == "DELETE" else "a response"
+                        self._problem(group, path, line, f"{_file_iri(path)}#entry={i}",
+                                      f"{here}{what} entry carries no resource: nothing to read")
+                        continue
+                    keys = ", ".join(sorted(entry)[:6])
+                    raise _Bad(f"{here}has no 'resource'" + (f" (its keys: {keys})" if keys else " (an empty object)"))
                 full_url = _str(entry, "fullUrl", "entry.fullUrl")
                 if full_url is not None:
                     try:
@@ -803,7 +830,7 @@ class _Importer:
         if value is None:
             if raw is None:
                 raise _Skip(f"{what} has no value")
-            raise _Skip(f"{what} value {_brief(raw)} is not a number")
+            raise _Skip(f"{what} value {_number_problem(raw)}")
         comparator = q.get("comparator")
         if comparator is not None:
             raise _Skip(f"{what} is '{comparator}{format(value, 'f')}', not an exact value")
@@ -880,7 +907,7 @@ class _Importer:
             if other:
                 raw = d[other[0]]
                 if isinstance(raw, (int, Decimal)) and not isinstance(raw, bool):
-                    raise _Skip(f"{other[0]} {raw} has no UCUM unit")
+                    raise _Skip(f"{other[0]} {_brief(raw)} has no UCUM unit")
                 raise _Skip(f"{other[0]} {_brief(raw)} is not a number with a unit or a coded value")
         flags = []
         for i, cc in enumerate(_arr(d, "interpretation")):

@@ -99,6 +99,26 @@ class UnusedInput:
     #: True when the resource itself was used and only a part of it was not (a note).
     note: bool = False
 
+    def __post_init__(self) -> None:
+        # A file name that is not UTF-8 reaches Python with lone surrogates (surrogateescape); no
+        # RDF literal or UTF-8 output can hold them, so they are shown as \udcff escapes.
+        self.reason = printable(self.reason)
+
+
+def triple_terms_too_deep(path: str) -> InputError:
+    """RDF 1.2 triple terms nested inside each other beyond MAX_NESTING: refused, like JSON-LD and
+    RDF/XML that deep (a few hundred levels are harmless, a few thousand overflow the stack)."""
+    return InputError(path, f"RDF 1.2 triple terms nested more than {MAX_NESTING} levels deep are refused")
+
+
+def printable(text: str) -> str:
+    """``text`` with any lone surrogate written as a backslash escape (always valid UTF-8)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 @dataclass
 class PatientData:
@@ -270,12 +290,13 @@ def lone_surrogate(text: str) -> tuple[str, int] | None:
     return None
 
 
-def read_input(path: str) -> bytes:
+def read_input(path: str, identity: tuple[int, int] | None = None) -> bytes:
     """The bytes of one input file; InputError (one line) when it cannot or must not be read.
 
     Only a regular file is read: a FIFO, a device (``/dev/zero``, ``/dev/stdin``) or a socket is
     refused before anything is read from it (opened non-blocking, so a FIFO without a writer does
-    not block). At most MAX_INPUT_BYTES are read, whatever the size the file system reports."""
+    not block). At most MAX_INPUT_BYTES are read, whatever the size the file system reports.
+    With ``identity`` (device, inode), the file opened must be that one (see _folder_files)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -289,6 +310,8 @@ def read_input(path: str) -> bytes:
         raise InputError(path, exc.strerror or str(exc)) from None
     try:
         st = os.fstat(fd)
+        if identity is not None and (st.st_dev, st.st_ino) != identity:
+            raise InputError(path, "changed between the folder listing and the read (replaced, or swapped for a link): not read")
         if stat.S_ISDIR(st.st_mode):
             raise InputError(path, "is a directory")
         if not stat.S_ISREG(st.st_mode):
@@ -345,8 +368,15 @@ def parse_rdf(path: str, content: bytes | None = None, fmt: str | None = None, *
                 bnodes[term.value] = iri
             return iri
         if isinstance(term, ox.Triple):  # an RDF 1.2 triple term: its blank nodes too
-            return ox.Triple(skolem(term.subject), term.predicate, skolem(term.object))
+            return ox.Triple(skolem(term.subject), term.predicate, skolem_nested(term.object, 1))
         return term
+
+    def skolem_nested(term, depth: int):
+        if not isinstance(term, ox.Triple):
+            return skolem(term)
+        if depth >= MAX_NESTING:
+            raise triple_terms_too_deep(path)
+        return ox.Triple(skolem(term.subject), term.predicate, skolem_nested(term.object, depth + 1))
 
     base = Path(path).resolve().as_uri() if Path(path).exists() else None
     quads: list[ox.Quad] = []
@@ -420,36 +450,40 @@ def input_kind(path: str, content: bytes, fmt: str | None = None):
     return "rdf", None
 
 
-def _folder_files(folder: Path) -> tuple[list[Path], list[Path], list[UnusedInput]]:
-    """Files directly in a folder (hidden ones skipped), its subfolders (not read), and the entries
-    that are not read at all: a symbolic link whose target is outside the folder (never opened: a
-    folder must not become a way to read /etc/passwd), and anything that is not a regular file or a
-    folder (a FIFO, a device, a socket, a dangling link)."""
+def _folder_files(folder: Path) -> tuple[list[tuple[Path, tuple[int, int]]], list[Path], list[UnusedInput]]:
+    """Files directly in a folder (hidden ones skipped) with the identity (device, inode) of what
+    was checked, its subfolders (not read), and the entries that are not read at all: a symbolic
+    link whose target is outside the folder (never opened: a folder must not become a way to read
+    /etc/passwd), and anything that is not a regular file or a folder (a FIFO, a device, a socket,
+    a dangling link). read_input compares the identity with what it opens, so an entry swapped for
+    a link to somewhere else between the listing and the read is refused, not read."""
     try:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
         inside = folder.resolve()
     except OSError as exc:
         raise InputError(str(folder), exc.strerror or str(exc)) from None
-    files: list[Path] = []
+    files: list[tuple[Path, tuple[int, int]]] = []
     subfolders: list[Path] = []
     skipped: list[UnusedInput] = []
     for p in entries:
         iri = (inside / p.name).as_uri()
         try:
-            if p.is_symlink():
+            st = p.lstat()  # the entry itself: a later swap for a link changes its identity
+            if stat.S_ISLNK(st.st_mode):
                 target = p.resolve()
                 if target != inside and inside not in target.parents:
                     skipped.append(UnusedInput(iri, f"{p.name}: symbolic link pointing outside the folder: not followed "
                                                     "(give its target as an input of its own)"))
                     continue
-            mode = p.stat().st_mode
+                st = target.lstat()
+            mode = st.st_mode
         except (OSError, RuntimeError) as exc:  # a dangling link or a loop of links
             skipped.append(UnusedInput(iri, f"{p.name}: cannot be read: {getattr(exc, 'strerror', None) or exc}"))
             continue
         if stat.S_ISDIR(mode):
             subfolders.append(p)
         elif stat.S_ISREG(mode):
-            files.append(p)
+            files.append((p, (st.st_dev, st.st_ino)))
         else:
             kind = next((name for test, name in _NOT_REGULAR if test(mode)), "special file")
             skipped.append(UnusedInput(iri, f"{p.name}: {kind}, not a regular file: not read"))
@@ -485,10 +519,10 @@ def load_sources(paths: list[str], fmt: str | None = None) -> PatientData:
             folder_unused.extend(skipped)
             for sub in subfolders:
                 folder_unused.append(UnusedInput((p.resolve() / sub.name).as_uri(), f"{sub.name}/: subfolder not read (give it as an input of its own)"))
-            for f in files:
+            for f, identity in files:
                 fp = str(f)
                 try:
-                    content = read_input(fp)
+                    content = read_input(fp, identity)
                     check_text(fp, content)
                     kind, parsed = input_kind(fp, content, fmt)
                     if kind == "rdf" and f.suffix.lower() not in _EXTENSIONS:

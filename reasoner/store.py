@@ -238,15 +238,22 @@ def _incomplete_tail(data: bytes) -> int:
     return 0
 
 
-def nt_term(term, skolem=None) -> str:
+def nt_term(term, skolem=None, _depth: int = 0) -> str:
     """A term in N-Triples syntax. ``str()`` of a pyoxigraph term is that, except for an RDF 1.2
     triple term, whose ``str()`` lacks the ``<<( … )>>`` around it; blank nodes inside it go
-    through ``skolem`` when one is given."""
+    through ``skolem`` when one is given. Triple terms nested beyond reasoner.load.MAX_NESTING
+    raise _TooDeep (the loader refuses them too)."""
     if type(term) is ox.Triple:
-        return f"<<( {nt_term(term.subject, skolem)} {term.predicate} {nt_term(term.object, skolem)} )>>"
+        if _depth >= _load.MAX_NESTING:
+            raise _TooDeep()
+        return f"<<( {nt_term(term.subject, skolem)} {term.predicate} {nt_term(term.object, skolem, _depth + 1)} )>>"
     if skolem is not None and type(term) is ox.BlankNode:
         return skolem(term)
     return str(term)
+
+
+class _TooDeep(ValueError):
+    pass
 
 
 def _rdf_rows(path: str, rdf_format: ox.RdfFormat, digest: str) -> Iterator[tuple[str, str, str]]:
@@ -271,6 +278,8 @@ def _rdf_rows(path: str, rdf_format: ox.RdfFormat, digest: str) -> Iterator[tupl
                    (skolem(o) if type(o) is blank else nt_term(o, skolem) if type(o) is triple else str(o)))
     except SyntaxError as exc:
         raise _syntax_error(path, rdf_format, exc) from None
+    except _TooDeep:
+        raise _load.triple_terms_too_deep(path) from None
     except (ValueError, OSError) as exc:
         raise InputError(path, f"cannot parse as {rdf_format.name}: {exc}") from None
 
