@@ -34,13 +34,25 @@ Limits:
 * ``--max-results``: a result with more rows (SELECT) or triples (CONSTRUCT/DESCRIBE) is **not
   truncated**: the answer is **413** with a one-line message and the ``X-B12kg-Max-Results``
   header, so that no client mistakes part of a result for all of it (add a ``LIMIT``).
+* ``--max-bytes`` (default 16 MiB): likewise a response body larger than this many bytes (a few
+  rows of very long values) is refused with **413** and the ``X-B12kg-Max-Bytes`` header.
 * ``--memory``: the address space a query may add to its worker is capped (default 2048 MiB, on
   top of the worker's ~0.4 GiB at rest); a query beyond it ends its worker (replaced) and the
   answer is 503. Should the engine itself abort (pyoxigraph 0.5 can panic on some ``ORDER BY``),
   the answer is 500 with the engine's message; the server carries on.
-* A request body or query over 1 MiB is refused with 413.
+* A request body or query over 1 MiB is refused with 413; a body shorter than its
+  ``Content-Length`` (the client closed early) with 400, never run. A body is read as UTF-8
+  (``charset`` may also say us-ascii or iso-8859-1; any other is refused with 415).
+* A query nested more than 256 levels deep (brackets, parentheses, braces, runs of ``!``) is
+  refused with 400 before the engine sees it (its parser would overflow its stack and end the
+  worker). ``default-graph-uri`` / ``named-graph-uri`` values must be valid IRIs (else 400).
+* ``--max-connections`` (default 64) connections are served at once, a thread each; a connection
+  beyond them is answered 503 (``Retry-After: 1``) at once and closed. A client has 30 seconds to
+  send its whole request (line, headers and body), however slowly it trickles; then the connection
+  is closed.
 
-Errors are one line of ``text/plain``: 400 bad query or parameters, 403 refused (update, SERVICE,
+Errors are one line of ``text/plain``, http.server's own too (400 bad request line, 414, 431, 501
+unknown method): 400 bad query or parameters, 403 refused (update, SERVICE,
 unexpected Host header), 404, 405 wrong method, 406 no acceptable format, 411, 413, 415, 500,
 503. Each request is logged as one line on stderr. SIGTERM and SIGINT stop the server cleanly.
 A loopback server answers only requests whose Host header names a loopback address (a web page
@@ -50,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import io
 import json
 import math
 import os
@@ -77,6 +90,12 @@ MAX_BODY = 1 << 20  # bytes: request bodies and query texts
 STARTUP_TIMEOUT = 60.0  # seconds a new worker may take to open the store
 LOG_WIDTH = 160
 SHRINK_AFTER = 5.0  # seconds a pool stays above its size (workers added for slow queries) before it shrinks
+REQUEST_DEADLINE = 30.0  # seconds a client has to send a whole request (its line, headers and body)
+MAX_BYTES = 16 << 20  # bytes: the default --max-bytes, the largest response body
+MAX_CONNECTIONS = 64  # connections handled at once (one thread each); more are answered 503 at once
+# the charsets a request body may name (Python's own codecs would include unicode_escape, idna …)
+_CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "us-ascii": "ascii", "ascii": "ascii",
+             "iso-8859-1": "latin-1", "latin-1": "latin-1", "latin1": "latin-1"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,7 +223,24 @@ def _too_large(max_results: int, what: str):
             {"X-B12kg-Max-Results": str(max_results)})
 
 
+def _too_many_bytes(max_bytes: int, size: int):
+    return (413, "text/plain; charset=utf-8",
+            (f"result too large: {size} bytes, more than {max_bytes} (the limit is --max-bytes {max_bytes}); "
+             "add a LIMIT or select fewer or shorter values\n").encode(),
+            {"X-B12kg-Max-Bytes": str(max_bytes)})
+
+
 def execute(store, job: dict):
+    """Run one query job; return (status, content type, body, extra headers); a body over the job's
+    ``max_bytes`` becomes a 413."""
+    reply = _execute(store, job)
+    max_bytes = job.get("max_bytes")
+    if max_bytes and reply[0] == 200 and len(reply[2]) > max_bytes:
+        return _too_many_bytes(max_bytes, len(reply[2]))
+    return reply
+
+
+def _execute(store, job: dict):
     """Run one query job; return (status, content type, body, extra headers)."""
     kw: dict = {"prefixes": PREFIXES}
     if job.get("default_graph") is not None or job.get("named_graphs") is not None:
@@ -476,8 +512,18 @@ class WorkerPool:
             if missing <= 0:
                 return
             self._pending += missing
-        for _ in range(missing):
-            threading.Thread(target=self._add_worker, args=(delay,), name="b12kg-serve-respawn", daemon=True).start()
+        started = 0
+        try:
+            for _ in range(missing):
+                threading.Thread(target=self._add_worker, args=(delay,), name="b12kg-serve-respawn",
+                                 daemon=True).start()
+                started += 1
+        except Exception as exc:  # e.g. "can't start new thread": the next query's top-up tries again
+            self.log(f"cannot start a replacement worker now: {_one_line(exc)}")
+        finally:
+            if started < missing:  # no thread will start (and count down) these
+                with self._lock:
+                    self._pending -= missing - started
 
     def _add_worker(self, delay: float) -> None:
         try:
@@ -600,39 +646,43 @@ class WorkerPool:
             except queue.Empty:
                 return _plain(503, f"all {self.workers()} query workers are busy; try again later",
                               {"Retry-After": "1"})
-        if self.closed:
-            self._kill(w)
-            return _plain(503, "the server is shutting down")
+        # from here on the worker is this query's: whatever happens (even an exception), the finally
+        # clause puts it back (when it answered) or kills it, and undoes the slow count
         slow = False
-        reply = None
+        keep = False
         try:
-            w.conn.send(job)
-            ready = w.conn.poll(self.slow_after)
-            if not ready and self.slow_after < self.timeout:
-                slow = True  # from now on it runs beside the pool's size, not in it
-                self._slow_changed(+1)
-                ready = w.conn.poll(self.timeout - self.slow_after)
-            if ready:
-                reply = w.conn.recv()
-        except (EOFError, OSError):
-            if slow:
-                self._slow_changed(-1)
             if self.closed:
-                self._kill(w)
                 return _plain(503, "the server is shutting down")
-            status, message = self._crash_message(w)
-            self._kill(w)
-            self._top_up()
-            return _plain(status, message + "; its worker has been replaced")
-        if slow:
-            self._slow_changed(-1)
-        if reply is not None:
-            self._idle.put(w)
-            return reply
-        self._kill(w)
-        self._top_up()
-        self.cancelled += 1
-        return _plain(503, f"query cancelled: it ran longer than the time limit of {self.timeout:g} s (--timeout)")
+            reply = None
+            try:
+                w.conn.send(job)
+                ready = w.conn.poll(self.slow_after)
+                if not ready and self.slow_after < self.timeout:
+                    slow = True  # from now on it runs beside the pool's size, not in it
+                    self._slow_changed(+1)
+                    ready = w.conn.poll(self.timeout - self.slow_after)
+                if ready:
+                    reply = w.conn.recv()
+            except (EOFError, OSError):
+                if self.closed:
+                    return _plain(503, "the server is shutting down")
+                status, message = self._crash_message(w)
+                return _plain(status, message + "; its worker has been replaced")
+            if reply is not None:
+                keep = True
+                return reply
+            self.cancelled += 1
+            return _plain(503, f"query cancelled: it ran longer than the time limit of {self.timeout:g} s (--timeout)")
+        finally:
+            try:
+                if slow:
+                    self._slow_changed(-1)
+            finally:
+                if keep:
+                    self._idle.put(w)
+                else:
+                    self._kill(w)
+                    self._top_up()
 
     def workers(self) -> int:
         """Worker processes, starting ones included."""
@@ -819,9 +869,78 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The request's socket, read with an overall deadline (``handler._deadline``), not only a
+    time limit per read: a client trickling a byte at a time cannot hold its thread for longer."""
+
+    def __init__(self, handler: "Handler"):
+        super().__init__()
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        h = self._handler
+        sock = h.connection
+        if h._deadline is not None:
+            left = h._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request took too long to arrive")
+            sock.settimeout(min(left, h.timeout))
+        return sock.recv_into(b)
+
+
 class Handler(BaseHTTPRequestHandler):
     server: "SparqlServer"
-    timeout = 30  # seconds a client may take to send its request
+    timeout = 30  # seconds a client may take to send its request (and to take each part of the answer)
+    _deadline: float | None = None  # while reading a request: when it must have arrived entirely
+    _t0: float | None = None
+
+    def setup(self):
+        super().setup()
+        self.rfile.close()  # the socket's own reader; reads go through the deadline instead
+        self.rfile = io.BufferedReader(_DeadlineReader(self))
+
+    def handle_one_request(self):
+        self._t0 = None  # a new request on this connection (the log line of an error says so)
+        self._deadline = time.monotonic() + getattr(self.server, "request_deadline", REQUEST_DEADLINE)
+        super().handle_one_request()
+
+    def _received(self) -> None:
+        """The request has been read: answering it is not bound by the request deadline."""
+        if self._deadline is not None:
+            self._deadline = None
+            try:
+                self.connection.settimeout(self.timeout)
+            except OSError:
+                pass
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (bad request line, 414, 431, 501 …) as one line of text/plain,
+        like the others, instead of its HTML page."""
+        self._received()
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # an unreadable request line: answer with a status line anyway
+            self.request_version = "HTTP/1.0"
+        short = self.responses.get(code, ("error", ""))[0]
+        text = _one_line(message or short)
+        if explain and explain not in text:
+            text = f"{text}: {_one_line(explain)}"
+        body = (text + "\n").encode("utf-8", "replace")
+        self.send_response(code)
+        self.send_header("Connection", "close")
+        if code >= 200 and code not in (204, 205, 304):
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 205, 304):
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass
 
     @property
     def server_version(self):  # noqa: D401
@@ -835,7 +954,9 @@ class Handler(BaseHTTPRequestHandler):
         self.server.log(f"{self.address_string()} {format % args}")
 
     def log_error(self, format, *args):  # noqa: A002 - the request line is logged anyway
-        pass
+        if format.startswith("Request timed out"):  # no answer is sent: say so in the log
+            self.server.log(f"{self.address_string()} request timed out (it must arrive within "
+                            f"{getattr(self.server, 'request_deadline', REQUEST_DEADLINE):g} s): connection closed")
 
     def log_request(self, code="-", size="-"):
         if getattr(self, "_t0", None) is None:  # http.server's own errors (bad request line…)
@@ -856,6 +977,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- sending ------------------------------------------------------------------------------
 
     def _send(self, status: int, ctype: str, body: bytes, headers: dict | None = None, *, head_only=False) -> None:
+        self._received()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -897,6 +1019,7 @@ class Handler(BaseHTTPRequestHandler):
         path = self._begin()
         if path is None:
             return
+        self._received()
         params = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
         if path in ("/", "/index.html"):
             query = (params.get("query") or [None])[0]
@@ -947,10 +1070,20 @@ class Handler(BaseHTTPRequestHandler):
             self._error(413, f"request body too large: {n} bytes (the limit is {MAX_BODY})")
             return
         body = self.rfile.read(n)
+        if len(body) < n:  # the client closed its side early: never run part of a query
+            self.close_connection = True
+            self._error(400, f"the request body ended after {len(body)} of its {n} bytes (Content-Length)")
+            return
+        self._received()
         charset = (self.headers.get_content_charset() or "utf-8").lower()
+        codec = _CHARSETS.get(charset)
+        if codec is None:
+            self.close_connection = True
+            self._error(415, f"unsupported charset '{charset[:40]}': send the request body as utf-8")
+            return
         try:
-            text = body.decode(charset)
-        except (UnicodeDecodeError, LookupError):
+            text = body.decode(codec)
+        except UnicodeError:
             self._error(400, f"the request body is not valid {charset}")
             return
         if ctype == "application/x-www-form-urlencoded":
@@ -1024,8 +1157,14 @@ class Handler(BaseHTTPRequestHandler):
         for name in ("default-graph-uri", "named-graph-uri"):
             values = params.get(name, [])
             for v in values:
-                if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|^`\\]*", v):
-                    self._error(400, f"{name}: '{v}' is not an absolute IRI")
+                valid = bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|^`\\]*", v))
+                if valid:
+                    try:
+                        ox.NamedNode(v)  # as the worker will (a%zz, a[b, a#b#c pass the pattern above)
+                    except (ValueError, TypeError):
+                        valid = False
+                if not valid:
+                    self._error(400, f"{name}: '{v[:200]}' is not an absolute IRI")
                     return
             graphs[name] = values
         fmt = next((params[k][-1] for k in ("format", "output") if params.get(k) and params[k][-1].strip()), None)
@@ -1052,6 +1191,7 @@ class Handler(BaseHTTPRequestHandler):
             "results_format": results_format,
             "graph_format": graph_format,
             "max_results": self.server.max_results,
+            "max_bytes": self.server.max_bytes,
         }
         status, ctype, body, headers = self.server.pool.run(job)
         self._send(status, ctype, body, dict(headers) | vary)
@@ -1066,8 +1206,13 @@ class SparqlServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address, dataset: Dataset, *, timeout: float, max_results: int, workers: int,
-                 memory: int = 0, examples: list[Example] | None = None, log=None, extra_workers: int | None = None):
+                 memory: int = 0, examples: list[Example] | None = None, log=None, extra_workers: int | None = None,
+                 max_connections: int = MAX_CONNECTIONS, max_bytes: int = MAX_BYTES):
         self._log = log or (lambda line: print(f"b12kg serve: {line}", file=sys.stderr, flush=True))
+        self.max_connections = max_connections
+        self._connections = threading.BoundedSemaphore(max_connections)
+        self.request_deadline = REQUEST_DEADLINE
+        self.refused = 0  # connections answered 503 because max_connections were being handled
         host = address[0]
         if ":" in host:
             self.address_family = socket.AF_INET6
@@ -1078,6 +1223,7 @@ class SparqlServer(ThreadingHTTPServer):
         self.dataset = dataset
         self.timeout = timeout
         self.max_results = max_results
+        self.max_bytes = max_bytes
         self.examples = load_examples() if examples is None else examples
         self.loopback_only = _is_loopback(host)
         self._allowed_hosts = _LOOPBACK_NAMES | {host.lower(), f"[{host.lower()}]"}
@@ -1091,6 +1237,51 @@ class SparqlServer(ThreadingHTTPServer):
 
     def log(self, line: str) -> None:
         self._log(line)
+
+    # -- one thread per connection, up to max_connections at once ------------------------------
+
+    def process_request(self, request, client_address):
+        if not self._connections.acquire(blocking=False):
+            self._refuse(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the connection's thread
+        except BaseException:
+            self._connections.release()
+            raise  # socketserver answers by closing the connection
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
+    def handle_error(self, request, client_address):
+        """An exception while handling a connection: one log line (socketserver prints a traceback)."""
+        exc = sys.exc_info()[1]
+        host = client_address[0] if isinstance(client_address, tuple) and client_address else "-"
+        self.log(f"{host} connection failed: {type(exc).__name__}: {_one_line(exc)}")
+
+    def _refuse(self, request, client_address) -> None:
+        """Answer 503 at once, without a thread, and close: all max_connections are in use."""
+        self.refused += 1
+        body = (f"too many connections: {self.max_connections} are being served; try again later\n").encode()
+        head = (f"{Handler.protocol_version} 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nCache-Control: no-store\r\n"
+                "Connection: close\r\n\r\n").encode()
+        try:
+            request.setblocking(False)  # never wait on this client in the thread that accepts
+            request.send(head + body)
+            request.shutdown(socket.SHUT_WR)
+            try:
+                request.recv(1 << 16)  # what the client sent already: closing on unread data resets
+            except OSError:
+                pass
+        except OSError:
+            pass
+        self.shutdown_request(request)
+        host = client_address[0] if isinstance(client_address, tuple) and client_address else "-"
+        self.log(f"{host} 503 - too many connections ({self.max_connections} at once)")
 
     @property
     def port(self) -> int:
@@ -1121,7 +1312,8 @@ class SparqlServer(ThreadingHTTPServer):
 
 def create_server(dataset: Dataset, *, bind: str = "127.0.0.1", port: int = 7878, timeout: float = 10.0,
                   max_results: int = 10000, workers: int = 2, memory: int = 2048, examples=None,
-                  log=None, extra_workers: int | None = None) -> SparqlServer:
+                  log=None, extra_workers: int | None = None, max_connections: int = MAX_CONNECTIONS,
+                  max_bytes: int = MAX_BYTES) -> SparqlServer:
     """A ready server (workers started, socket bound); call ``serve_forever()`` then ``close()``."""
     if not timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
@@ -1135,8 +1327,13 @@ def create_server(dataset: Dataset, *, bind: str = "127.0.0.1", port: int = 7878
         raise UsageError("--memory must be at least 64 (MiB), or 0 for no limit")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: not a port number")
+    if max_connections < 1:
+        raise UsageError("--max-connections must be at least 1")
+    if max_bytes < 1024:
+        raise UsageError("--max-bytes must be at least 1024")
     return SparqlServer((bind, port), dataset, timeout=timeout, max_results=max_results, workers=workers,
-                        memory=memory, examples=examples, log=log, extra_workers=extra_workers)
+                        memory=memory, examples=examples, log=log, extra_workers=extra_workers,
+                        max_connections=max_connections, max_bytes=max_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1174,6 +1371,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--memory", type=int, default=2048, metavar="MIB",
                    help="memory one query may take in its worker, in MiB (address space beyond the worker's "
                         "own); a query beyond it is stopped with 503 (default: 2048; 0: no limit)")
+    p.add_argument("--max-bytes", type=int, default=MAX_BYTES, metavar="BYTES",
+                   help=f"largest response body in bytes; a larger result is refused with 413, never truncated "
+                        f"(default: {MAX_BYTES}, 16 MiB)")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                   help=f"connections served at once; more are answered 503 at once (default: {MAX_CONNECTIONS})")
     p.set_defaults(handler=run)
     return p
 
@@ -1220,7 +1422,9 @@ def _run(args) -> int:
     try:
         server = create_server(dataset, bind=args.bind, port=args.port, timeout=args.timeout,
                                max_results=args.max_results, workers=args.workers, memory=args.memory,
-                               extra_workers=getattr(args, "extra_workers", None))
+                               extra_workers=getattr(args, "extra_workers", None),
+                               max_connections=getattr(args, "max_connections", MAX_CONNECTIONS),
+                               max_bytes=getattr(args, "max_bytes", MAX_BYTES))
     except BaseException:
         dataset.cleanup()
         raise

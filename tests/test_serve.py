@@ -722,3 +722,240 @@ def test_serve_a_store_directory_and_stop_on_sigterm(report, tmp_path):
             proc.kill()
             proc.wait()
     assert (store_dir / "CURRENT").exists()  # a --store is left as it was
+
+
+# -- hardening (review 2) ------------------------------------------------------------------------
+
+def _raw(port, data: bytes, *, half_close=False, timeout=20.0) -> bytes:
+    """Send bytes on a fresh connection and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def _one_line_plain(status, headers, body):
+    return headers.get_content_type() == "text/plain" and body.decode().count("\n") == 1 and body.endswith(b"\n")
+
+
+def test_only_utf8_request_bodies_are_decoded(endpoint):
+    # Regression: charset=unicode_escape made the server decode with that codec; a lone surrogate
+    # then raised UnicodeEncodeError (a traceback, no answer at all)
+    for ctype, body in [
+        ("application/sparql-query; charset=unicode_escape", b'SELECT * WHERE { ?s ?p "\\ud800" }'),
+        ("application/x-www-form-urlencoded; charset=unicode_escape", b"query=ASK+%7B%7D+%22\\ud800%22"),
+        ("application/sparql-query; charset=idna", b"ASK {}"),
+    ]:
+        status, headers, answer = http(endpoint, data=body, headers={"Content-Type": ctype})
+        assert status == 415 and _one_line_plain(status, headers, answer) and b"utf-8" in answer, (ctype, answer)
+    status, headers, answer = http(endpoint, data=b"ASK { ?s ?p '\xff' }",
+                                   headers={"Content-Type": "application/sparql-query"})
+    assert status == 400 and _one_line_plain(status, headers, answer)
+    for charset in ("utf-8", "UTF-8", "us-ascii", "iso-8859-1"):
+        status, _, answer = http(endpoint, data=b"ASK { ?s ?p ?o }",
+                                 headers={"Content-Type": f"application/sparql-query; charset={charset}"})
+        assert status == 200 and b"true" in answer
+
+
+def test_a_body_shorter_than_its_content_length_is_not_run(server):
+    # Regression: a client that closed its side after part of the body had that part run
+    query = b"ASK { ?shortbody ?p ?o }"
+    answer = _raw(server.port, b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sparql-query\r\n"
+                               b"Content-Length: %d\r\n\r\n" % (len(query) + 50) + query, half_close=True)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400" and body.count(b"\n") == 1 and b"Content-Length" in body
+    assert not any("shortbody" in line and " 200 " in line for line in server.lines)
+
+
+@pytest.mark.parametrize("graph", ["a:%zz", "a:b[c", "http://x/a#b#c"])
+def test_invalid_graph_iris_are_bad_requests(endpoint, graph):
+    # Regression: these passed the handler's check and failed in the worker (500)
+    for name in ("default-graph-uri", "named-graph-uri"):
+        status, headers, body = get(endpoint, "ASK {}", **{name: graph})
+        assert status == 400 and _one_line_plain(status, headers, body) and b"not an absolute IRI" in body
+
+
+def test_http_server_errors_are_one_line_of_text(server):
+    # Regression: http.server's own errors were a 13-line HTML page
+    cases = [
+        (b"FOO /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"501"),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"414"),
+        (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", b"431"),
+        (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: a\r\n" * 150 + b"\r\n", b"431"),
+        (b"GET / HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", b"505"),
+    ]
+    for request, code in cases:
+        answer = _raw(server.port, request)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n")[0].split(b" ")[1] == code, answer[:200]
+        assert b"Content-Type: text/plain; charset=utf-8" in head
+        assert body.count(b"\n") == 1 and b"<" not in body, body
+
+
+def test_deep_nesting_is_refused_before_the_engine(endpoint, server, report, tmp_path):
+    # Regression: ((((…)))) or STR(STR(…)) 100,000 deep overflowed the engine's parser stack and
+    # ended a worker each time (reported as out of memory)
+    assert inspect_query("ASK { FILTER((1)) }").depth == 3
+    assert inspect_query("ASK { ?s ?p '(((' } # (((").depth == 1  # strings and comments do not count
+    assert inspect_query("ASK { FILTER(" + "(" * 250 + "1" + ")" * 250 + ") }").error is None
+    deep = ["ASK { FILTER(" + "(" * 100000 + "1" + ")" * 100000 + ") }",
+            "ASK { FILTER(" + "STR(" * 20000 + "1" + ")" * 20000 + ") }",
+            "ASK { FILTER(" + "!" * 100000 + "true) }",
+            "ASK " + "{" * 300 + "}" * 300]
+    for q in deep:
+        assert inspect_query(q).error == "SPARQL syntax error: nested more than 256 levels deep"
+    status, _, body = get(endpoint, "ASK { FILTER(" + "(" * 250 + "true" + ")" * 250 + ") }")
+    assert status == 200 and b"true" in body  # deep but within the limit: the engine copes
+    before = {w.process.pid for w in list(server.pool._all)}
+    for q in deep:
+        status, headers, body = http(endpoint, data=q.encode(), headers={"Content-Type": "application/sparql-query"})
+        assert status == 400 and _one_line_plain(status, headers, body) and b"nested more than 256" in body
+    assert {w.process.pid for w in list(server.pool._all)} == before  # no worker was lost
+    from reasoner.errors import InputError
+    from reasoner.query import run_query_file
+
+    path = tmp_path / "deep.rq"
+    path.write_text(deep[0], encoding="utf-8")
+    with pytest.raises(InputError, match="nested more than 256"):
+        run_query_file(report, str(path))
+
+
+def test_checking_a_large_query_takes_little_memory():
+    # Regression: each (?:A|B)* of the tokenizer kept a backtracking entry per character: checking
+    # one 1 MiB query took ~390 MB
+    import tracemalloc
+
+    n = 1 << 18
+    for text in ["a." * (n // 2), 'ASK { ?s ?p "' + "x" * n + '" }', "<" + "x" * n + ">",
+                 "ASK { ?s ?p '''" + "x'" * (n // 2) + "''' }", "SELECT * { ?s a:" + "%41" * (n // 3) + " ?o }"]:
+        tracemalloc.start()
+        try:
+            inspect_query(text)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, (text[:20], peak)
+
+
+def test_a_failing_query_run_or_thread_start_does_not_leak_a_worker(server, monkeypatch):
+    # Regression: an exception between taking a worker and returning it leaked the worker (the pool
+    # then answered 503 "busy" for ever); a respawn thread that failed to start was counted pending
+    pool = serve.WorkerPool(server.dataset.store_path, 1, 30.0, extra=0)
+    pool.start()
+    try:
+        with pytest.raises(Exception):
+            pool.run(_job("ASK {}", unpicklable=lambda: None))
+        assert pool.run(_job("ASK { ?s ?p ?o }"))[0] == 200  # a replacement answers
+        # the next respawn thread cannot start (as when the process is out of threads)
+        start = threading.Thread.start
+
+        def failing_start(self):
+            if self.name == "b12kg-serve-respawn":
+                raise RuntimeError("can't start new thread")
+            return start(self)
+
+        monkeypatch.setattr(threading.Thread, "start", failing_start)
+        with pytest.raises(Exception):
+            pool.run(_job("ASK {}", unpicklable=lambda: None))
+        assert pool._pending == 0 and pool.workers() == 0
+        monkeypatch.setattr(threading.Thread, "start", start)
+        assert pool.run(_job("ASK { ?s ?p ?o }"))[0] == 200  # the next query's top-up starts one
+        assert pool._pending == 0 and pool.workers() == 1
+    finally:
+        pool.close()
+
+
+def test_connections_are_capped_and_requests_have_a_deadline(server):
+    # Regression: one thread per connection without a cap, and a client trickling its request a
+    # byte at a time could hold its thread for ever
+    srv, thread = None, None
+    lines: list[str] = []
+    srv = serve.create_server(serve.Dataset(server.dataset.store_path, "the same store"), port=0, workers=1,
+                              max_connections=2, log=lines.append)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=20) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        answer = b""
+        while time.monotonic() < deadline:  # until both idle connections have their threads
+            answer = _raw(srv.port, b"GET /sparql?query=ASK%7B%7D HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            if answer.startswith(b"HTTP/1.0 503"):
+                break
+            time.sleep(0.05)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 503 ") and b"Retry-After: 1" in head
+        assert body.count(b"\n") == 1 and b"too many connections" in body and srv.refused >= 1
+        for s in idle:
+            s.close()
+        ok = b""
+        deadline = time.monotonic() + 10
+        while not ok.startswith(b"HTTP/1.0 200") and time.monotonic() < deadline:
+            ok = _raw(srv.port, b"GET /sparql?query=ASK%7B%7D HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.0 200")
+        # a client trickling its request is cut off at the request deadline, however slowly it sends
+        srv.request_deadline = 1.0
+        closed = False
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            request = b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n" + b"q" * 100000
+            for i in range(0, 200):  # 200 bytes, a byte every 0.1 s: 20 s unless cut off
+                try:
+                    s.sendall(request[i:i + 1])
+                    time.sleep(0.1)
+                    s.setblocking(False)
+                    try:
+                        if s.recv(1) == b"":
+                            closed = True
+                            break
+                    except BlockingIOError:
+                        pass
+                    finally:
+                        s.setblocking(True)
+                        s.settimeout(5)
+                except OSError:  # reset
+                    closed = True
+                    break
+        assert closed
+    finally:
+        srv.shutdown()
+        srv.close()
+        thread.join(5)
+
+
+def test_response_size_limit_in_bytes(server):
+    # Regression: --max-results counts rows, so a few rows of very long values made a response of
+    # any size (held in the server's memory for each client that did not read it)
+    binds = 'BIND("xxxxxxxxxxxxxxxx" AS ?a0) ' + " ".join(f"BIND(CONCAT(?a{i},?a{i}) AS ?a{i + 1})" for i in range(10))
+    query = "SELECT ?a10 WHERE { VALUES ?i { " + " ".join(str(i) for i in range(40)) + " } " + binds + " }"  # ~650 KB
+    srv = serve.create_server(serve.Dataset(server.dataset.store_path, "the same store"), port=0, workers=1,
+                              max_bytes=100_000)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        endpoint = srv.url + "/sparql"
+        for fmt in ("json", "csv", "xml"):
+            status, headers, body = get(endpoint, query, format=fmt)
+            assert status == 413 and headers["X-B12kg-Max-Bytes"] == "100000", (fmt, body[:100])
+            assert _one_line_plain(status, headers, body) and b"--max-bytes" in body
+        status, headers, body = get(endpoint, query + " LIMIT 2", format="csv")
+        assert status == 200 and len(body) < 100_000  # within the limit: served whole
+        construct = ("CONSTRUCT { ?s <a:p> ?a10 } WHERE { VALUES ?i { " + " ".join(str(i) for i in range(40)) + " } "
+                     + binds + ' BIND(IRI(CONCAT("a:s", STR(?i))) AS ?s) }')
+        status, headers, body = get(endpoint, construct, "text/turtle")
+        assert status == 413 and headers["X-B12kg-Max-Bytes"] == "100000"
+    finally:
+        srv.shutdown()
+        srv.close()
+        thread.join(5)
+    with pytest.raises(UsageError, match="--max-bytes"):
+        serve.create_server(serve.Dataset(server.dataset.store_path, "x"), port=0, max_bytes=10)
