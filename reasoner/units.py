@@ -75,6 +75,15 @@ def _factor(from_unit: str, to_unit: str, molar_mass: float | None = None) -> De
     """The factor computed by ucumvert (no seed table)."""
     src = _parse(from_unit)
     dst = _parse(to_unit)
+    try:
+        return _factor_of(src, dst, molar_mass)
+    except ArithmeticError:  # a unit with a huge numeric factor ("1000…0"): pint overflows a float
+        raise UnitError(f"unit '{from_unit}' is out of range") from None
+    except UnitError:
+        raise UnitError(f"unit '{from_unit}' cannot be converted to '{to_unit}'") from None
+
+
+def _factor_of(src, dst, molar_mass: float | None) -> Decimal:
     q = 1 * src
     try:
         return _decimal(q.to(dst).magnitude)
@@ -87,7 +96,7 @@ def _factor(from_unit: str, to_unit: str, molar_mass: float | None = None) -> De
                 return _decimal(candidate.to(dst).magnitude)
             except Exception:
                 continue
-    raise UnitError(f"unit '{from_unit}' cannot be converted to '{to_unit}'")
+    raise UnitError("not convertible")
 
 
 _CONTEXT = 80  # digits: enough for any value a record can carry, to 9 decimals
