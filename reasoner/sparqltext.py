@@ -54,6 +54,13 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # query itself). Far deeper than any real query, and refused before the engine sees it.
 MAX_DEPTH = 256
 
+# A long chain of binary operators (1+1+…, true && true && …) is not nested, but the engine builds
+# and evaluates it recursively: 10,000 of them crash the process (measured: 5,000 run, 10,000
+# segfault). Real queries have a few dozen.
+MAX_OPERATORS = 2000
+_OPERATOR_CHARS = frozenset("+-*/&|=<>^")
+_TOO_MANY_OPERATORS = f"SPARQL syntax error: more than {MAX_OPERATORS} operators in one query"
+
 QUERY_FORMS = ("SELECT", "CONSTRUCT", "DESCRIBE", "ASK")
 UPDATE_KEYWORDS = ("INSERT", "DELETE", "LOAD", "CLEAR", "CREATE", "DROP", "COPY", "MOVE", "ADD", "WITH")
 
@@ -77,6 +84,7 @@ def inspect_query(text: str) -> QueryInfo:
     """
     info = QueryInfo()
     depth = bang = 0  # open brackets; the "!" just before (each one a level of the parser too)
+    operators = 0  # operator characters outside strings, IRIs and comments
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
         if kind == "open" or kind == "bang":
@@ -95,7 +103,13 @@ def inspect_query(text: str) -> QueryInfo:
         if kind == "close":
             depth = depth - 1 if depth else 0
             continue
-        if kind in ("iri", "string", "var", "bnode", "number", "other"):
+        if kind == "other":
+            if m.group(0) in _OPERATOR_CHARS:
+                operators += 1
+                if operators > MAX_OPERATORS and info.error is None:
+                    info.error = _TOO_MANY_OPERATORS
+            continue
+        if kind in ("iri", "string", "var", "bnode", "number"):
             continue
         if kind == "quote":
             if info.error is None:  # the first one only: counting lines for every quote is quadratic
@@ -103,6 +117,10 @@ def inspect_query(text: str) -> QueryInfo:
                 info.error = f"SPARQL syntax error: unterminated string at line {line}"
             continue
         run = m.group(0)
+        if run[0] == "-":  # 1-1-1…: after a number, a subtraction chain reads as one name run
+            operators += run.count("-")
+            if operators > MAX_OPERATORS and info.error is None:
+                info.error = _TOO_MANY_OPERATORS
         if kind == "langtag":
             info.service = info.service or "SERVICE" in run.upper()
             continue

@@ -142,3 +142,16 @@ def test_update_and_engine_failures_are_one_line_errors(tmp_path, capsys):
         assert code == 2, (name, out, err)
         line = one_line_error(err)
         assert name in line and expected in line, line
+
+
+def test_a_long_chain_of_operators_is_refused_before_the_engine(examples, tmp_path):
+    """10,000 chained operators crash pyoxigraph (a segfault, no message); over 2,000 are refused."""
+    from reasoner.errors import InputError
+
+    q = tmp_path / "chain.rq"
+    for chain in ("+".join(["1"] * 10000), "-".join(["1"] * 10000), " && ".join(["true"] * 5000)):
+        q.write_text(f"SELECT ({chain} AS ?x) {{}}", encoding="utf-8")
+        with pytest.raises(InputError, match="more than 2000 operators"):
+            run_query_file(examples, str(q))
+    q.write_text("SELECT (" + "+".join(["1"] * 500) + " AS ?x) {}", encoding="utf-8")
+    assert "500" in run_query_file(examples, str(q))
