@@ -769,6 +769,10 @@ def settle(pid: int, workers: int, timeout: float = 30.0) -> dict:
 # Report
 # ---------------------------------------------------------------------------------------------
 
+def _latency_row(label: str, p: dict) -> str:
+    return f"{label} {p['n']:>6} {_ms(p['p50']):>9} {_ms(p['p90']):>9} {_ms(p['p99']):>9} {_ms(p['max']):>9}"
+
+
 def _ms(x) -> str:
     return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
 
@@ -792,10 +796,10 @@ def render(f: dict) -> str:
     lines.append("latency (as expected):   n       p50       p90       p99       max")
     for g, p in f["latency_s"].items():
         if p["n"]:
-            lines.append(f"  {g:<19} {p['n']:>6} {_ms(p['p50']):>9} {_ms(p['p90']):>9} {_ms(p['p99']):>9} {_ms(p['max']):>9}")
+            lines.append(_latency_row(f"  {g:<19}", p))
     for k, p in f["latency_by_kind_s"].items():
         if p["n"]:
-            lines.append(f"    {k:<17} {p['n']:>6} {_ms(p['p50']):>9} {_ms(p['p90']):>9} {_ms(p['p99']):>9} {_ms(p['max']):>9}")
+            lines.append(_latency_row(f"    {k:<17}", p))
     co = f["cut_off"]
     if co["requests"]:
         g = co["good_completed_during_each"]

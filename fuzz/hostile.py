@@ -610,12 +610,17 @@ def write_turtle(path: Path, size: int) -> int:
     return k
 
 
-def b_bundle(entries: int):
+def b_written(name: str, write: Callable[[Path], object]):
+    """A case input written by ``write(path)`` into the case's folder as ``name``."""
     def build(d: Path, env: Env) -> list[str]:
-        p = d / f"bundle-{entries}.json"
-        write_bundle(p, entries)
+        p = d / name
+        write(p)
         return [str(p)]
     return build
+
+
+def b_bundle(entries: int):
+    return b_written(f"bundle-{entries}.json", lambda p: write_bundle(p, entries))
 
 
 def b_bundle_unread(entries: int):
@@ -632,19 +637,11 @@ def b_bundle_unread(entries: int):
 
 
 def b_ndjson_large(size: int):
-    def build(d: Path, env: Env) -> list[str]:
-        p = d / f"large-{size // MiB}MB.ndjson"
-        write_ndjson(p, size)
-        return [str(p)]
-    return build
+    return b_written(f"large-{size // MiB}MB.ndjson", lambda p: write_ndjson(p, size))
 
 
 def b_turtle_large(size: int):
-    def build(d: Path, env: Env) -> list[str]:
-        p = d / f"large-{size // MiB}MB.ttl"
-        write_turtle(p, size)
-        return [str(p)]
-    return build
+    return b_written(f"large-{size // MiB}MB.ttl", lambda p: write_turtle(p, size))
 
 
 def b_over_limit(real: bool):

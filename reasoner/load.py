@@ -360,7 +360,7 @@ def parse_rdf(path: str, content: bytes | None = None, fmt: str | None = None, *
     digest = hashlib.sha1(content).hexdigest()[:12]
     bnodes: dict[str, ox.NamedNode] = {}
 
-    def skolem(term):
+    def skolem(term, depth: int = 0):
         if isinstance(term, ox.BlankNode):
             iri = bnodes.get(term.value)
             if iri is None:
@@ -368,15 +368,10 @@ def parse_rdf(path: str, content: bytes | None = None, fmt: str | None = None, *
                 bnodes[term.value] = iri
             return iri
         if isinstance(term, ox.Triple):  # an RDF 1.2 triple term: its blank nodes too
-            return ox.Triple(skolem(term.subject), term.predicate, skolem_nested(term.object, 1))
+            if depth >= MAX_NESTING:
+                raise triple_terms_too_deep(path)
+            return ox.Triple(skolem(term.subject, depth + 1), term.predicate, skolem(term.object, depth + 1))
         return term
-
-    def skolem_nested(term, depth: int):
-        if not isinstance(term, ox.Triple):
-            return skolem(term)
-        if depth >= MAX_NESTING:
-            raise triple_terms_too_deep(path)
-        return ox.Triple(skolem(term.subject), term.predicate, skolem_nested(term.object, depth + 1))
 
     base = Path(path).resolve().as_uri() if Path(path).exists() else None
     quads: list[ox.Quad] = []
@@ -384,17 +379,23 @@ def parse_rdf(path: str, content: bytes | None = None, fmt: str | None = None, *
         for q in ox.parse(content, format=rdf_format, base_iri=base):
             quads.append(ox.Quad(skolem(q.subject), q.predicate, skolem(q.object), G_DATA))
     except SyntaxError as exc:
-        line = col = None
-        if exc.args and len(exc.args) > 1 and isinstance(exc.args[1], tuple):
-            _, line, col = exc.args[1][:3]
-        msg = str(exc.args[0]) if exc.args else str(exc)
-        if "LoadDocumentCallback" in msg:  # pyoxigraph has no document loader: nothing was fetched
-            raise InputError(path, _REMOTE_CONTEXT_MESSAGE) from None
-        msg = re.sub(r"^Parser error (at|between) line \d+ column \d+( and line \d+ column \d+)?: ", "", msg)
-        raise InputError(path, f"{rdf_format.name} syntax error: {msg}", line, col) from None
+        raise rdf_syntax_error(path, rdf_format, exc) from None
     except (ValueError, OSError) as exc:
         raise InputError(path, f"cannot parse as {rdf_format.name}: {exc}") from None
     return PatientData(quads=quads, sources=[path])
+
+
+def rdf_syntax_error(path: str, rdf_format: ox.RdfFormat, exc: SyntaxError) -> InputError:
+    """pyoxigraph's SyntaxError as a one-line InputError with the line and column (parse_rdf and
+    the streaming reader of reasoner.store give the same message)."""
+    line = col = None
+    if exc.args and len(exc.args) > 1 and isinstance(exc.args[1], tuple):
+        _, line, col = exc.args[1][:3]
+    msg = str(exc.args[0]) if exc.args else str(exc)
+    if "LoadDocumentCallback" in msg:  # pyoxigraph has no document loader: nothing was fetched
+        return InputError(path, _REMOTE_CONTEXT_MESSAGE)
+    msg = re.sub(r"^Parser error (at|between) line \d+ column \d+( and line \d+ column \d+)?: ", "", msg)
+    return InputError(path, f"{rdf_format.name} syntax error: {msg}", line, col)
 
 
 FHIR_FORMATS = ("fhir", "ndjson")

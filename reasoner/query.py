@@ -8,6 +8,7 @@ import pyoxigraph as ox
 
 from .errors import InputError
 from .sparqltext import inspect_query
+from .store import nt_term  # str() of an RDF 1.2 triple term lacks its <<( … )>>
 from .vocab import sparql_prefixes
 
 
@@ -59,15 +60,11 @@ def _render(result, fmt: str) -> str:
         return "\n".join(out) + "\n"
     if isinstance(result, (bool, ox.QueryBoolean)):  # pyoxigraph answers ASK with a QueryBoolean
         return ("true" if bool(result) else "false") + "\n"
-    from .store import nt_term  # str() of an RDF 1.2 triple term lacks its <<( … )>>
-
     return "".join(sorted(f"{t.subject} {t.predicate} {nt_term(t.object)} .\n" for t in result))
 
 def _fmt(term) -> str:
     if term is None:
         return ""
     if isinstance(term, ox.Triple):  # an RDF 1.2 triple term has no .value: written as <<( … )>>
-        from .store import nt_term
-
         return nt_term(term)
     return term.value

@@ -223,6 +223,11 @@ def _too_large(max_results: int, what: str):
             {"X-B12kg-Max-Results": str(max_results)})
 
 
+def _host(client_address) -> str:
+    """The client's address for a log line ("-" when the socket has none)."""
+    return client_address[0] if isinstance(client_address, tuple) and client_address else "-"
+
+
 def _too_many_bytes(max_bytes: int, size: int):
     return (413, "text/plain; charset=utf-8",
             (f"result too large: {size} bytes, more than {max_bytes} (the limit is --max-bytes {max_bytes}); "
@@ -1259,7 +1264,7 @@ class SparqlServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         """An exception while handling a connection: one log line (socketserver prints a traceback)."""
         exc = sys.exc_info()[1]
-        host = client_address[0] if isinstance(client_address, tuple) and client_address else "-"
+        host = _host(client_address)
         self.log(f"{host} connection failed: {type(exc).__name__}: {_one_line(exc)}")
 
     def _refuse(self, request, client_address) -> None:
@@ -1280,7 +1285,7 @@ class SparqlServer(ThreadingHTTPServer):
         except OSError:
             pass
         self.shutdown_request(request)
-        host = client_address[0] if isinstance(client_address, tuple) and client_address else "-"
+        host = _host(client_address)
         self.log(f"{host} 503 - too many connections ({self.max_connections} at once)")
 
     @property

@@ -22,7 +22,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
-import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -106,14 +105,8 @@ def split_by_patient(quads: list[ox.Quad]) -> tuple[dict[str, list[ox.Quad]], li
 
 #: RDF files streamed from disk into the staging area (the other inputs — FHIR, JSON-LD, RDF/XML,
 #: folders — are read by reasoner.load as before and then staged).
-_STREAM_EXTENSIONS = {
-    ".ttl": ox.RdfFormat.TURTLE,
-    ".turtle": ox.RdfFormat.TURTLE,
-    ".nt": ox.RdfFormat.N_TRIPLES,
-    ".nq": ox.RdfFormat.N_QUADS,
-    ".trig": ox.RdfFormat.TRIG,
-}
-_STREAM_FORMATS = set(_STREAM_EXTENSIONS.values())
+_STREAM_FORMATS = {ox.RdfFormat.TURTLE, ox.RdfFormat.N_TRIPLES, ox.RdfFormat.N_QUADS, ox.RdfFormat.TRIG}
+_STREAM_EXTENSIONS = {ext: f for ext, f in _load._EXTENSIONS.items() if f in _STREAM_FORMATS}
 _SCAN_CHUNK = 1 << 20
 _T_SUBJECT, _T_HAS_RECORD, _T_TYPE, _T_PATIENT = str(_SUBJECT), str(_HAS_RECORD), str(RDF_TYPE), str(_PATIENT)
 
@@ -157,16 +150,6 @@ def _staging_error(exc: BaseException) -> B12kgError:
     msg = " ".join(str(exc).split())
     return B12kgError(f"temporary staging database in {_sqlite_tmpdir()}: {msg} "
                       "(set TMPDIR to a directory with more room)")
-
-
-def _syntax_error(path: str, rdf_format: ox.RdfFormat, exc: SyntaxError) -> InputError:
-    """The same one-line error reasoner.load.parse_rdf gives."""
-    line = col = None
-    if exc.args and len(exc.args) > 1 and isinstance(exc.args[1], tuple):
-        _, line, col = exc.args[1][:3]
-    msg = str(exc.args[0]) if exc.args else str(exc)
-    msg = re.sub(r"^Parser error (at|between) line \d+ column \d+( and line \d+ column \d+)?: ", "", msg)
-    return InputError(path, f"{rdf_format.name} syntax error: {msg}", line, col)
 
 
 def _stream_plan(path: str, fmt: str | None) -> tuple[ox.RdfFormat, str] | None:
@@ -277,7 +260,7 @@ def _rdf_rows(path: str, rdf_format: ox.RdfFormat, digest: str) -> Iterator[tupl
             yield ((skolem(s) if type(s) is blank else str(s)), str(q.predicate),
                    (skolem(o) if type(o) is blank else nt_term(o, skolem) if type(o) is triple else str(o)))
     except SyntaxError as exc:
-        raise _syntax_error(path, rdf_format, exc) from None
+        raise _load.rdf_syntax_error(path, rdf_format, exc) from None
     except _TooDeep:
         raise _load.triple_terms_too_deep(path) from None
     except (ValueError, OSError) as exc:

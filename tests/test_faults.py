@@ -86,21 +86,22 @@ def graph_counts(store: Path, tmp: Path) -> str:
     return r.stdout
 
 
+def _synth(tmp_path_factory, name: str, n: int, seed: int) -> Path:
+    path = tmp_path_factory.mktemp(name) / "cohort.ttl"
+    r = b12kg("synth", "--n", n, "--seed", seed, "--as-of", AS_OF, "-o", path)
+    assert r.returncode == 0, r.stderr
+    return path
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
     """3,000 synthetic patients: `load` takes a few seconds, long enough to be killed midway."""
-    path = tmp_path_factory.mktemp("cohort") / "cohort.ttl"
-    r = b12kg("synth", "--n", 3000, "--seed", 3, "--as-of", AS_OF, "-o", path)
-    assert r.returncode == 0, r.stderr
-    return path
+    return _synth(tmp_path_factory, "cohort", 3000, 3)
 
 
 @pytest.fixture(scope="module")
 def small_cohort(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("small") / "cohort.ttl"
-    r = b12kg("synth", "--n", 400, "--seed", 4, "--as-of", AS_OF, "-o", path)
-    assert r.returncode == 0, r.stderr
-    return path
+    return _synth(tmp_path_factory, "small", 400, 4)
 
 
 # ---- killed midway -----------------------------------------------------------------------------
